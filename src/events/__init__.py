@@ -1,0 +1,357 @@
+"""Event envelope, typed payloads, subjects and ids. No I/O.
+
+Every state change in vaultline is one `Envelope` on the EVENTS stream. The subject is
+`{type}.{creator}.{key}` so consumers filter on the type and the history of one image is
+`*.*.<creator>.<content_id>`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Fixed forever: changing it would change every derived id.
+NAMESPACE = uuid.UUID("6f3c1a52-8a0e-4f4c-9d7e-3a1b5c2d9e10")
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A subject token: no dots, spaces or wildcards.
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+CropMode = Literal["no_face", "chin", "lips_only"]
+Vault = Literal["feed", "ppv", "archive"]
+CROP_MODES: tuple[str, ...] = ("no_face", "chin", "lips_only")
+VAULTS: tuple[str, ...] = ("feed", "ppv", "archive")
+
+
+class InvalidEvent(ValueError):
+    """An event that can never be processed (unknown type, bad payload). Permanent."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def derived_id(cause_id: uuid.UUID | str, type_: str, discriminator: str = "") -> uuid.UUID:
+    """Deterministic id of an event caused by another: a redelivered handler that publishes
+    again produces the same Nats-Msg-Id, so JetStream drops the copy."""
+    suffix = f":{discriminator}" if discriminator else ""
+    return uuid.uuid5(NAMESPACE, f"{cause_id}:{type_}{suffix}")
+
+
+def content_id_for(creator: str, sha256: str) -> uuid.UUID:
+    """The same bytes for the same creator are the same content, whichever producer saw them."""
+    return uuid.uuid5(NAMESPACE, f"content:{creator}:{sha256}")
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComfyMeta(Payload):
+    prompt_id: str | None = None
+    seed: int | None = None
+    checkpoint: str | None = None
+    positive_prompt: str | None = None
+
+
+class ImageGenerated(Payload):
+    storage_key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    phash: str
+    size_bytes: int = Field(ge=0)
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+    original_filename: str
+    source: Literal["watcher", "http", "cli", "comfyui", "test"] = "cli"
+    crop_mode: CropMode = "no_face"
+    comfy: ComfyMeta = ComfyMeta()
+    near_duplicate_of: uuid.UUID | None = None
+    phash_distance: int | None = None
+
+
+class CutBox(Payload):
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class ImageCropped(Payload):
+    cropped_key: str
+    review_key: str | None = None
+    mode_used: CropMode | Literal["fallback"]
+    face_found: bool
+    faces: int = 0
+    cut_y: int
+    box: CutBox | None = None
+    confidence: float | None = None
+    fallback_reason: str | None = None
+    needs_manual_crop: bool = False
+    width: int | None = None
+    height: int | None = None
+
+
+class ImageCropFailed(Payload):
+    reason: str
+    rejected_key: str | None = None
+
+
+class FeedPost(Payload):
+    audience: Literal["subscribers", "followers-and-subscribers"] = "subscribers"
+    text: str | None = None
+    publish_at: datetime | None = None
+
+
+class ImageApproved(Payload):
+    vault: Vault
+    category: str | None = Field(default=None, max_length=64)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    description: str | None = Field(default=None, max_length=2000)
+    price_cents: int | None = Field(default=None, ge=0)
+    reviewer: str | None = None
+    post: FeedPost | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _short_tags(cls, tags: list[str]) -> list[str]:
+        for t in tags:
+            if not t or len(t) > 64:
+                raise ValueError("tags must be 1-64 characters")
+        return tags
+
+    @model_validator(mode="after")
+    def _ppv_needs_price(self) -> "ImageApproved":
+        if self.vault == "ppv" and not self.price_cents:
+            raise ValueError("a ppv approval needs a positive price_cents")
+        return self
+
+
+class ImageRejected(Payload):
+    reason: str = Field(min_length=1, max_length=500)
+    reviewer: str | None = None
+
+
+class ImageRecropRequested(Payload):
+    mode: CropMode
+    reviewer: str | None = None
+
+
+class MediaUploaded(Payload):
+    platform: str
+    media_uuid: str
+    vault: Vault
+    vault_folder: str
+    url: str | None = None
+
+
+class MediaUploadFailed(Payload):
+    platform: str
+    reason: str
+    retryable: bool = False
+
+
+class MediaSent(Payload):
+    platform: str
+    fan_id: str
+    content_id: uuid.UUID
+    message_uuid: str
+    price_cents: int | None = Field(default=None, ge=0)
+
+
+class MessageReceived(Payload):
+    platform: str
+    fan_id: str
+    message_uuid: str
+    text: str
+    sent_at: datetime | None = None
+
+
+class ReplySuggested(Payload):
+    message_event_id: uuid.UUID
+    fan_id: str
+    drafts: list[str]
+    model: str
+
+
+class MessageSent(Payload):
+    platform: str
+    fan_id: str
+    message_uuid: str
+    text: str
+    approved_by: str
+
+
+class SaleRecorded(Payload):
+    sale_id: str
+    kind: Literal["purchase", "tip", "subscription", "renewal", "other"]
+    amount_cents: int = Field(ge=0)
+    currency: str = "USD"
+    platform: str
+    fan_id: str | None = None
+    content_id: uuid.UUID | None = None
+    message_uuid: str | None = None
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "image.generated": ImageGenerated,
+    "image.cropped": ImageCropped,
+    "image.crop_failed": ImageCropFailed,
+    "image.approved": ImageApproved,
+    "image.rejected": ImageRejected,
+    "image.recrop_requested": ImageRecropRequested,
+    "media.uploaded": MediaUploaded,
+    "media.upload_failed": MediaUploadFailed,
+    "media.sent": MediaSent,
+    "message.received": MessageReceived,
+    "reply.suggested": ReplySuggested,
+    "message.sent": MessageSent,
+    "sale.recorded": SaleRecorded,
+}
+# The schema version each type is published with today. Bump on an incompatible change.
+SCHEMA_VERSIONS: dict[str, int] = {t: 1 for t in PAYLOADS}
+
+STREAM_SUBJECTS: tuple[str, ...] = ("image.>", "media.>", "message.>", "reply.>", "sale.>")
+
+
+# --------------------------------------------------------------------------- envelope
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: datetime
+    creator: str
+    key: str
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    payload: Any
+
+    @field_validator("creator")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError(f"creator must be a slug ([a-z0-9_-], max 63): {v!r}")
+        return v
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not KEY_RE.match(v):
+            raise ValueError(f"key must be a subject token ([A-Za-z0-9_-]): {v!r}")
+        return v
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        return v.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _typed_payload(self) -> "Envelope":
+        model = PAYLOADS.get(self.type)
+        if model is None:
+            raise ValueError(f"unknown event type {self.type!r}")
+        if self.schema_version > SCHEMA_VERSIONS[self.type]:
+            raise ValueError(
+                f"{self.type} schema_version {self.schema_version} is newer than this build "
+                f"understands ({SCHEMA_VERSIONS[self.type]})"
+            )
+        if not isinstance(self.payload, model):
+            raw = self.payload.model_dump() if isinstance(self.payload, BaseModel) else self.payload
+            object.__setattr__(self, "payload", model.model_validate(raw))
+        return self
+
+    @property
+    def subject(self) -> str:
+        return subject_for(self.type, self.creator, self.key)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def subject_for(type_: str, creator: str, key: str) -> str:
+    return f"{type_}.{creator}.{key}"
+
+
+def new_event(
+    type_: str,
+    *,
+    creator: str,
+    key: str | uuid.UUID,
+    payload: Payload | dict[str, Any],
+    cause: Envelope | None = None,
+    event_id: uuid.UUID | None = None,
+    discriminator: str = "",
+    correlation_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope:
+    """Build an event. With `cause`, the id is derived deterministically and the
+    correlation id is inherited, so the whole chain of one image shares one correlation id."""
+    if cause is not None and event_id is None:
+        event_id = derived_id(cause.event_id, type_, discriminator)
+    event_id = event_id or uuid.uuid4()
+    return Envelope(
+        event_id=event_id,
+        type=type_,
+        schema_version=SCHEMA_VERSIONS.get(type_, 1),
+        occurred_at=occurred_at or utcnow(),
+        creator=creator,
+        key=str(key),
+        correlation_id=correlation_id or (cause.correlation_id if cause else event_id),
+        causation_id=cause.event_id if cause else None,
+        payload=payload,
+    )
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> Envelope:
+    """Decode an event from the wire. Anything invalid raises InvalidEvent (permanent)."""
+    try:
+        if isinstance(data, dict):
+            return Envelope.model_validate(data)
+        return Envelope.model_validate_json(data)
+    except ValidationError as e:
+        raise InvalidEvent(str(e)) from e
+
+
+__all__ = [
+    "CROP_MODES",
+    "NAMESPACE",
+    "PAYLOADS",
+    "STREAM_SUBJECTS",
+    "VAULTS",
+    "ComfyMeta",
+    "CutBox",
+    "Envelope",
+    "FeedPost",
+    "ImageApproved",
+    "ImageCropFailed",
+    "ImageCropped",
+    "ImageGenerated",
+    "ImageRecropRequested",
+    "ImageRejected",
+    "InvalidEvent",
+    "MediaSent",
+    "MediaUploadFailed",
+    "MediaUploaded",
+    "MessageReceived",
+    "MessageSent",
+    "ReplySuggested",
+    "SaleRecorded",
+    "content_id_for",
+    "derived_id",
+    "new_event",
+    "parse_event",
+    "subject_for",
+    "utcnow",
+]
