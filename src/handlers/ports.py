@@ -49,7 +49,8 @@ class Tracking(Protocol):
 
 
 class ContentRepository(Protocol):
-    async def get(self, content_id: uuid.UUID) -> dict[str, Any] | None: ...
+    async def get(self, content_id: uuid.UUID, *, for_update: bool = False) -> dict[str, Any] | None:
+        """for_update: serialise with other writers of this content until the transaction ends."""
 
     async def upsert(self, row: dict[str, Any]) -> None: ...
 

@@ -1,0 +1,154 @@
+"""PostgreSQL adapter (asyncpg): pool, unit of work, repositories.
+
+A unit of work is one transaction. Handlers insert their processed_events row and their
+effect in it, and the message is acked only after it commits: at-least-once delivery,
+exactly-once effect."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from vaultline.adapters.db.migrate import migrate
+from vaultline.events import Envelope
+
+CONTENT_COLUMNS: tuple[str, ...] = (
+    "id", "creator", "status", "original_filename", "cropped_filename", "local_path", "sha256",
+    "phash", "near_duplicate_of", "phash_distance", "raw_key", "cropped_key", "review_key",
+    "requested_crop_mode", "crop_mode_used", "face_found", "faces", "cut_y", "crop_box",
+    "crop_confidence", "fallback_reason", "needs_manual_crop", "width", "height", "comfy",
+    "fanvue_media_uuid", "fanvue_vault", "fanvue_url", "platform", "vault", "category", "tags",
+    "description", "price_cents", "reject_reason", "error", "times_purchased", "revenue_cents",
+    "generated_at", "uploaded_at", "status_at", "last_event_id",
+)  # fmt: skip
+_JSON_COLUMNS = {"crop_box", "comfy"}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=_init_connection)
+
+
+class PostgresContentRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def get(self, content_id: uuid.UUID, *, for_update: bool = False) -> dict[str, Any] | None:
+        if for_update:
+            # Row locks cannot guard a row that does not exist yet; two workers projecting the
+            # first events of one image would race. A transaction-scoped advisory lock can.
+            await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", str(content_id))
+        row = await self._conn.fetchrow("SELECT * FROM content WHERE id = $1", content_id)
+        return dict(row) if row else None
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        cols = [c for c in CONTENT_COLUMNS if c in row]
+        values = [row[c] for c in cols]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
+        await self._conn.execute(
+            f"INSERT INTO content ({', '.join(cols)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
+            *values,
+        )
+
+
+class PostgresUnitOfWork:
+    """`async with uow:` opens a connection and a transaction; commit on clean exit."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+        self._tx: Any = None
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raise RuntimeError("unit of work used outside `async with`")
+        return self._conn
+
+    async def __aenter__(self) -> "PostgresUnitOfWork":
+        self._conn = await self._pool.acquire()
+        self._tx = self._conn.transaction()
+        await self._tx.start()
+        self.content = PostgresContentRepository(self._conn)
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                await self._tx.commit()
+            else:
+                await self._tx.rollback()
+        finally:
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn)
+
+    async def first_time(self, handler: str, event_id: uuid.UUID, stream_seq: int | None = None) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO processed_events(handler, event_id, stream_seq) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            handler,
+            event_id,
+            stream_seq,
+        )
+        return inserted is not None
+
+    async def add_outbox(self, event: Envelope) -> None:
+        await self.conn.execute(
+            "INSERT INTO outbox(event_id, subject, body) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+            event.event_id,
+            event.subject,
+            event.to_json(),
+        )
+
+
+class PostgresUnitOfWorkFactory:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    def __call__(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self.pool)
+
+
+async def record_delivery_failure(
+    pool: asyncpg.Pool,
+    *,
+    consumer: str,
+    stream_seq: int,
+    event_id: uuid.UUID | None,
+    deliveries: int,
+    error: str,
+    permanent: bool,
+) -> None:
+    await pool.execute(
+        """INSERT INTO delivery_failures(consumer, stream_seq, event_id, deliveries, error, permanent)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (consumer, stream_seq) DO UPDATE
+           SET deliveries = EXCLUDED.deliveries, error = EXCLUDED.error,
+               permanent = EXCLUDED.permanent, failed_at = now()""",
+        consumer,
+        stream_seq,
+        event_id,
+        deliveries,
+        error[:4000],
+        permanent,
+    )
+
+
+__all__ = [
+    "CONTENT_COLUMNS",
+    "PostgresContentRepository",
+    "PostgresUnitOfWork",
+    "PostgresUnitOfWorkFactory",
+    "create_pool",
+    "migrate",
+    "record_delivery_failure",
+]

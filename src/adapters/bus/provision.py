@@ -1,0 +1,143 @@
+"""Create or update the streams and durable consumers declared in topology.py.
+
+Idempotent: run it on every start. A changed setting of an existing consumer (max_deliver,
+ack_wait, filter subjects) is applied through the server's create-or-update API; a change
+the server cannot apply in place (deliver policy, start sequence) is reported, not ignored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from vaultline.adapters.bus.topology import (
+    ADVISORIES_MAX_AGE_S,
+    ADVISORIES_STREAM,
+    ADVISORY_SUBJECTS,
+    CONSUMERS,
+    DUPLICATE_WINDOW_S,
+    EVENTS_STREAM,
+    ConsumerSpec,
+)
+from vaultline.events import STREAM_SUBJECTS
+
+
+class ProvisionError(RuntimeError):
+    pass
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            description="vaultline events: the audit trail; Postgres tables are projections of it",
+            subjects=list(STREAM_SUBJECTS),
+            # limits, never workqueue/interest: those delete acked messages and the audit trail.
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        ),
+        StreamConfig(
+            name=ADVISORIES_STREAM,
+            description="max-deliveries and terminated advisories of EVENTS consumers (dead letters)",
+            subjects=list(ADVISORY_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            max_age=ADVISORIES_MAX_AGE_S,
+        ),
+    ]
+
+
+def consumer_config(spec: ConsumerSpec, *, default_max_deliver: int) -> ConsumerConfig:
+    policy = DeliverPolicy(spec.deliver_policy)
+    return ConsumerConfig(
+        name=spec.name,
+        durable_name=spec.name,
+        description=spec.description or None,
+        filter_subjects=list(spec.filter_subjects),
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver or default_max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        deliver_policy=policy,
+        opt_start_seq=spec.opt_start_seq if policy == DeliverPolicy.BY_START_SEQUENCE else None,
+    )
+
+
+@dataclass
+class ProvisionReport:
+    streams: dict[str, str]  # name -> created | updated | unchanged
+    consumers: dict[str, str]
+
+
+async def ensure_stream(js: JetStreamContext, cfg: StreamConfig) -> str:
+    try:
+        info = await js.stream_info(cfg.name)
+    except NotFoundError:
+        await js.add_stream(cfg)
+        return "created"
+    current = info.config
+    wanted = {k: v for k, v in cfg.as_dict().items() if v is not None}
+    have = current.as_dict()
+    if all(have.get(k) == v for k, v in wanted.items()):
+        return "unchanged"
+    await js.update_stream(cfg)
+    return "updated"
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec, *, default_max_deliver: int) -> str:
+    cfg = consumer_config(spec, default_max_deliver=default_max_deliver)
+    try:
+        info = await js.consumer_info(spec.stream, spec.name)
+    except NotFoundError:
+        info = None
+    if info is not None:
+        have = info.config.as_dict()
+        wanted = {k: v for k, v in cfg.as_dict().items() if v is not None}
+        if all(have.get(k) == v for k, v in wanted.items()):
+            return "unchanged"
+    try:
+        await js.add_consumer(spec.stream, cfg)
+    except BadRequestError as e:
+        raise ProvisionError(
+            f"consumer {spec.stream}/{spec.name} cannot be updated in place ({e.description}); "
+            f"delete it with `vaultline provision --recreate {spec.name}` to apply the new settings"
+        ) from e
+    return "created" if info is None else "updated"
+
+
+async def provision(
+    js: JetStreamContext,
+    *,
+    replicas: int = 1,
+    default_max_deliver: int = 8,
+    consumers: dict[str, ConsumerSpec] | None = None,
+    recreate: tuple[str, ...] = (),
+) -> ProvisionReport:
+    consumers = CONSUMERS if consumers is None else consumers
+    report = ProvisionReport(streams={}, consumers={})
+    for cfg in stream_configs(replicas):
+        report.streams[cfg.name] = await ensure_stream(js, cfg)
+    for spec in consumers.values():
+        if spec.name in recreate:
+            try:
+                await js.delete_consumer(spec.stream, spec.name)
+            except NotFoundError:
+                pass
+        report.consumers[spec.name] = await ensure_consumer(js, spec, default_max_deliver=default_max_deliver)
+    return report

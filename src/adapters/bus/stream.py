@@ -1,0 +1,108 @@
+"""Reading the EVENTS stream directly: the audit trail (history, tail, replay) and the
+dead-letter recorder's look-up of the original message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from vaultline.adapters.bus.topology import EVENTS_STREAM
+from vaultline.events import Envelope, InvalidEvent, parse_event
+from vaultline.handlers.dlq import OriginalMessage
+
+
+async def connect(url: str, *, name: str = "vaultline") -> tuple[NATS, JetStreamContext]:
+    nc = await nats.connect(url, name=name, connect_timeout=5, max_reconnect_attempts=3)
+    return nc, nc.jetstream()
+
+
+class JetStreamReader:
+    """StreamReader port for the dead-letter handler."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+
+    async def get(self, stream: str, seq: int) -> OriginalMessage | None:
+        try:
+            m = await self._js.get_msg(stream, seq)
+        except NotFoundError:
+            return None
+        return OriginalMessage(subject=m.subject or "", headers=dict(m.headers or {}), data=m.data or b"")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    subject: str
+    stored_at: datetime | None
+    event: Envelope | None  # None when the stored body is not a valid event
+    raw: bytes
+    error: str | None = None
+
+
+def _stored(msg: nats.aio.msg.Msg) -> StoredEvent:
+    meta = msg.metadata
+    try:
+        event, error = parse_event(msg.data), None
+    except InvalidEvent as e:
+        event, error = None, str(e).splitlines()[0]
+    return StoredEvent(meta.sequence.stream, msg.subject, meta.timestamp, event, msg.data, error)
+
+
+async def read_events(
+    js: JetStreamContext,
+    *,
+    subject: str = ">",
+    start_seq: int | None = None,
+    follow: bool = False,
+    stream: str = EVENTS_STREAM,
+    batch: int = 256,
+) -> AsyncIterator[StoredEvent]:
+    """Events matching `subject` in stream order, from `start_seq` (default: the beginning).
+    Without `follow` it stops at the end of the stream; with it, it waits for new ones.
+    Uses an ephemeral consumer with no acks: reading never changes any handler's position."""
+    cfg = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        opt_start_seq=start_seq if start_seq else None,
+        inactive_threshold=30.0,
+        filter_subject=subject if subject != ">" else None,
+    )
+    info = await js.stream_info(stream)
+    if not follow and info.state.messages == 0:
+        return
+    sub = await js.pull_subscribe(subject if subject != ">" else "", stream=stream, config=cfg)
+    try:
+        while True:
+            if not follow:
+                ci = await sub.consumer_info()
+                if ci.num_pending == 0:
+                    return
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0 if follow else 2.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            for m in msgs:
+                yield _stored(m)
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass
+
+
+async def last_seq(js: JetStreamContext, stream: str = EVENTS_STREAM) -> int:
+    return (await js.stream_info(stream)).state.last_seq
+
+
+def history_subject(key: str, creator: str | None = None) -> str:
+    """All events of one content/fan/sale key: `{type}.{creator}.{key}` with type = two tokens."""
+    return f"*.*.{creator or '*'}.{key}"

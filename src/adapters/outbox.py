@@ -1,0 +1,100 @@
+"""Outbox relay: publishes events that were committed to the `outbox` table.
+
+A change that starts in Postgres (a review decision) writes its row and its event in one
+transaction; this relay publishes the event afterwards. A crash between publish and the
+`published_at` update republishes the same Nats-Msg-Id, which JetStream drops as a
+duplicate inside the duplicate window: each committed event lands in the stream once,
+and a rolled-back transaction never reaches it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from vaultline.adapters.bus.broker import H_CAUSATION, H_CORRELATION, H_TYPE, MSG_ID, JetStreamPublisher
+from vaultline.events import parse_event
+
+log = structlog.get_logger("vaultline.outbox")
+CHANNEL = "vaultline_outbox"
+
+
+class OutboxRelay:
+    def __init__(
+        self, pool: asyncpg.Pool, publisher: JetStreamPublisher, *, batch: int = 100, poll_s: float = 1.0
+    ) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._batch = batch
+        self._poll_s = poll_s
+        self._wake = asyncio.Event()
+
+    async def publish_pending(self) -> int:
+        """One pass: publish up to `batch` unpublished rows in id order; returns how many."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED lets several relays (several processes) share the table safely.
+            rows = await conn.fetch(
+                "SELECT id, subject, body FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch,
+            )
+            done: list[int] = []
+            for row in rows:
+                event = parse_event(bytes(row["body"]))
+                headers = {MSG_ID: str(event.event_id), H_TYPE: event.type, H_CORRELATION: str(event.correlation_id)}
+                if event.causation_id:
+                    headers[H_CAUSATION] = str(event.causation_id)
+                try:
+                    await self._publisher.publish_raw(
+                        row["subject"], bytes(row["body"]), headers, correlation_id=str(event.correlation_id)
+                    )
+                except Exception as e:
+                    await conn.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1", row["id"], repr(e)
+                    )
+                    log.warning("outbox publish failed; will retry", event_id=str(event.event_id), error=repr(e))
+                    break  # keep order: later rows wait for this one
+                done.append(row["id"])
+            await self._mark_published(conn, done)
+            return len(done)
+
+    async def _mark_published(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        if ids:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])", ids
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set; wakes on NOTIFY from the insert trigger, or every poll_s."""
+        listener = await self._pool.acquire()
+        try:
+            await listener.add_listener(CHANNEL, self._on_notify)
+            while not stop.is_set():
+                try:
+                    n = await self.publish_pending()
+                except Exception:
+                    log.exception("outbox relay pass failed")
+                    n = 0
+                if n:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), timeout=self._poll_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(CHANNEL, self._on_notify)
+            await self._pool.release(listener)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+
+async def _first(*aws: object) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

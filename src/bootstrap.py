@@ -1,0 +1,232 @@
+"""Composition root: builds the real ports from settings and wires handlers to their durable
+consumers. Handlers stay plain functions; this is the one place that knows which adapter
+implements which port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from vaultline.adapters.bus.broker import (
+    MSG_ID,
+    Delivery,
+    JetStreamPublisher,
+    RawHandler,
+    event_handler,
+    make_broker,
+    subscribe,
+)
+from vaultline.adapters.bus.provision import ProvisionReport, provision
+from vaultline.adapters.bus.stream import JetStreamReader, connect
+from vaultline.adapters.bus.topology import CONSUMERS, ConsumerSpec
+from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, record_delivery_failure
+from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
+from vaultline.adapters.outbox import OutboxRelay
+from vaultline.events import Envelope
+from vaultline.handlers import dlq, tracker
+from vaultline.handlers.ports import Storage
+from vaultline.settings import Settings
+
+log = structlog.get_logger("vaultline.bootstrap")
+
+
+@dataclass
+class Ports:
+    """Everything a handler factory may hand to a handler."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    uow: PostgresUnitOfWorkFactory
+    publisher: JetStreamPublisher
+    js: JetStreamContext
+    storage: Storage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+HandlerFactory = Callable[[Ports], RawHandler]
+
+
+def _tracker(p: Ports) -> RawHandler:
+    async def run(event: Envelope, d: Delivery) -> None:
+        await tracker.handle(event, uow=p.uow, stream_seq=d.stream_seq)
+
+    return event_handler(run)
+
+
+def _dlq(p: Ports) -> RawHandler:
+    reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
+
+    async def run(body: bytes, d: Delivery) -> None:
+        await dlq.handle(body, reader=reader, store=store)
+
+    return run
+
+
+# name -> factory. The consumer of the same name in topology.CONSUMERS says what it reads.
+HANDLERS: dict[str, HandlerFactory] = {
+    "tracker": _tracker,
+    "dlq": _dlq,
+}
+
+
+def register_handler(name: str, factory: HandlerFactory) -> None:
+    HANDLERS[name] = factory
+
+
+def build_storage(settings: Settings) -> Storage | None:
+    """Local folders by default; S3 when a bucket is configured."""
+    try:
+        if settings.s3_bucket:
+            from vaultline.adapters.storage.s3 import S3Storage
+
+            return S3Storage(settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+        from vaultline.adapters.storage.local import LocalStorage
+
+        return LocalStorage(settings.library_root)
+    except ImportError:  # storage adapters not installed in this build
+        return None
+
+
+class Runtime:
+    """Handlers + outbox relay on one NATS connection and one Postgres pool.
+
+    `vaultline run` starts one with every handler; `vaultline worker NAME` with one."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: list[str],
+        *,
+        concurrency: int = 1,
+        custom: dict[str, tuple[ConsumerSpec, HandlerFactory]] | None = None,
+        relay: bool = True,
+        do_provision: bool = True,
+    ) -> None:
+        if not settings.nats_url or not settings.database_url:
+            raise ValueError("Runtime needs settings.nats_url and settings.database_url")
+        self.settings = settings
+        self.custom = custom or {}
+        unknown = [h for h in handlers if h not in HANDLERS and h not in self.custom]
+        if unknown:
+            raise ValueError(f"unknown handler(s): {', '.join(unknown)}; known: {', '.join(sorted(HANDLERS))}")
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.relay_enabled = relay
+        self.do_provision = do_provision
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.pool: asyncpg.Pool | None = None
+        self.nc: NATS | None = None
+        self.ports: Ports | None = None
+        self.provision_report: ProvisionReport | None = None
+
+    def _spec(self, name: str) -> ConsumerSpec:
+        return self.custom[name][0] if name in self.custom else CONSUMERS[name]
+
+    def _factory(self, name: str) -> HandlerFactory:
+        return self.custom[name][1] if name in self.custom else HANDLERS[name]
+
+    async def _record_failure(self, d: Delivery, exc: BaseException, permanent: bool) -> None:
+        try:
+            event_id: uuid.UUID | None = uuid.UUID(d.headers.get(MSG_ID, ""))
+        except ValueError:
+            event_id = None
+        assert self.pool is not None
+        await record_delivery_failure(
+            self.pool,
+            consumer=d.consumer,
+            stream_seq=d.stream_seq,
+            event_id=event_id,
+            deliveries=d.deliveries,
+            error=f"{type(exc).__name__}: {exc}",
+            permanent=permanent,
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s.database_url, max_size=max(4, self.concurrency * 2 + 2))
+        self.nc, js = await connect(s.nats_url, name="vaultline-runtime")
+        if self.do_provision:
+            consumers = {n: self._spec(n) for n in self.handlers} | dict(CONSUMERS)
+            self.provision_report = await provision(
+                js, replicas=s.stream_replicas, default_max_deliver=s.max_deliver, consumers=consumers
+            )
+        self.broker = make_broker(
+            s.nats_url, on_failure=self._record_failure, retry_base=s.retry_base_delay, retry_cap=s.retry_max_delay
+        )
+        self.publisher = JetStreamPublisher(self.broker)
+        self.ports = Ports(
+            settings=s,
+            pool=self.pool,
+            uow=PostgresUnitOfWorkFactory(self.pool),
+            publisher=self.publisher,
+            js=js,
+            storage=build_storage(s),
+        )
+        for name in self.handlers:
+            subscribe(self.broker, self._spec(name), self._factory(name)(self.ports), concurrency=self.concurrency)
+        await self.broker.start()
+        if self.relay_enabled:
+            self._tasks.append(asyncio.create_task(OutboxRelay(self.pool, self.publisher).run(self._stop)))
+        log.info("runtime started", handlers=self.handlers)
+
+    def add_task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        return task
+
+    async def stop(self) -> None:
+        """Stop consuming first (in-flight handlers finish and ack), then close connections."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 10)
+        log.info("runtime stopped")
+
+    @property
+    def stop_event(self) -> asyncio.Event:
+        return self._stop
+
+    async def __aenter__(self) -> "Runtime":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+# --------------------------------------------------------------------------- the stack's parts
+
+
+def background_tasks(runtime: Runtime) -> list[Any]:
+    """Long-running coroutines `vaultline run` adds beside the handlers (folder watchers...)."""
+    return []
+
+
+def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
+    """Admin HTTP routes beyond /health and /ready."""
+    return []
+
+
+def creator_platform(settings: Settings, creator: str) -> str:
+    """Where a creator's uploads go: Fanvue when it has credentials, else the `local` platform."""
+    return "local"

@@ -1,0 +1,271 @@
+"""`vaultline` command line. Every command that talks to a running stack finds it through
+--data-dir (env VAULTLINE_DATA_DIR, default ./vaultline-data) and DIR/runtime.json, or
+through VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vaultline.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+events_app = typer.Typer(no_args_is_help=True, help="The audit trail: events in the stream.")
+app.add_typer(events_app, name="events")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", envvar="VAULTLINE_DATA_DIR", help="Data directory [default: ./vaultline-data]")
+JsonOut = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    s = Settings()
+    if data_dir is not None:
+        s = s.model_copy(update={"data_dir": data_dir})
+    return s
+
+
+def connected(data_dir: Path | None, *, need_db: bool = False) -> Settings:
+    """Settings with the URLs of a running stack, or a clear exit when there is none."""
+    s = settings_for(data_dir).resolved()
+    if not s.nats_url or (need_db and not s.database_url):
+        err.print(
+            f"[red]no running vaultline found[/red]: start one with `vaultline run --data-dir {s.data_dir}` "
+            "or set VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL"
+        )
+        raise typer.Exit(2)
+    return s
+
+
+def _logging(s: Settings, to_file: bool) -> None:
+    from vaultline.entrypoints.logs import configure_logging
+
+    configure_logging(s.log_level, s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None))
+
+
+# --------------------------------------------------------------------------- run / worker
+
+
+@app.command()
+def run(
+    data_dir: Path = DataDir,
+    log_to_file: bool = typer.Option(False, "--log-file", help="Write JSON logs to DIR/logs/ instead of stderr."),
+) -> None:
+    """Run the whole pipeline in this process. Starts embedded nats-server and PostgreSQL
+    under the data dir unless VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL are set."""
+    from vaultline.adapters.embedded import AlreadyRunning
+    from vaultline.entrypoints.stack import Stack
+
+    s = settings_for(data_dir or Path("./vaultline-data"))
+    _logging(s, log_to_file)
+    try:
+        asyncio.run(Stack(s).run())
+    except AlreadyRunning as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def worker(
+    name: str = typer.Argument(..., help="Handler to run: tracker, crop, dlq, ... or `relay` for the outbox relay."),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Messages processed at once."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Run one handler against external NATS/PostgreSQL (scale out: start more on the same name)."""
+    from vaultline.bootstrap import HANDLERS, Runtime
+
+    s = connected(data_dir, need_db=True)
+    _logging(s, False)
+    if name != "relay" and name not in HANDLERS:
+        err.print(f"[red]unknown worker {name!r}[/red]; known: relay, {', '.join(sorted(HANDLERS))}")
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        import signal
+
+        rt = Runtime(s, [] if name == "relay" else [name], concurrency=concurrency, relay=name == "relay")
+        await rt.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err.print(f"worker {name} running (concurrency {concurrency}); Ctrl-C to stop")
+        await stop.wait()
+        await rt.stop()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- set-up commands
+
+
+@app.command()
+def migrate(data_dir: Path = DataDir) -> None:
+    """Apply pending database migrations (each once, in order; safe to run concurrently)."""
+    from vaultline.adapters.db import migrate as do_migrate
+
+    s = connected(data_dir, need_db=True)
+    applied = asyncio.run(do_migrate(s.database_url))
+    out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def provision(
+    data_dir: Path = DataDir,
+    recreate: list[str] = typer.Option([], "--recreate", help="Delete and recreate this consumer (loses its position)."),
+) -> None:
+    """Create or update the streams and durable consumers (also done by `run` and `worker`)."""
+    from vaultline.adapters.bus.provision import provision as do_provision
+    from vaultline.adapters.bus.stream import connect
+
+    s = connected(data_dir)
+
+    async def main() -> Any:
+        nc, js = await connect(s.nats_url)
+        try:
+            return await do_provision(
+                js, replicas=s.stream_replicas, default_max_deliver=s.max_deliver, recreate=tuple(recreate)
+            )
+        finally:
+            await nc.close()
+
+    report = asyncio.run(main())
+    for kind, items in (("stream", report.streams), ("consumer", report.consumers)):
+        for name, state in items.items():
+            out.print(f"{kind:8} {name:12} {state}")
+
+
+# --------------------------------------------------------------------------- the audit trail
+
+
+def _event_row(se: Any) -> dict[str, Any]:
+    e = se.event
+    base = {"seq": se.seq, "subject": se.subject, "stored_at": se.stored_at.isoformat() if se.stored_at else None}
+    if e is None:
+        return base | {"error": se.error, "raw": se.raw.decode(errors="replace")[:500]}
+    return base | json.loads(e.model_dump_json())
+
+
+def _print_events(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps(r) + "\n")
+        return
+    table = Table(title=title)
+    for col in ("seq", "time", "type", "creator", "key", "summary"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        if "error" in r:
+            table.add_row(str(r["seq"]), r.get("stored_at") or "", "[red]invalid[/red]", "", "", r["error"])
+            continue
+        summary = ", ".join(f"{k}={v}" for k, v in (r.get("payload") or {}).items() if v not in (None, [], {}, ""))
+        table.add_row(str(r["seq"]), r["occurred_at"][:19], r["type"], r["creator"], r["key"], summary[:120])
+    out.print(table)
+
+
+async def _collect(s: Settings, subject: str, start_seq: int | None, limit: int | None) -> list[dict[str, Any]]:
+    from vaultline.adapters.bus.stream import connect, read_events
+
+    nc, js = await connect(s.nats_url)
+    try:
+        rows = [_event_row(se) async for se in read_events(js, subject=subject, start_seq=start_seq)]
+    finally:
+        await nc.close()
+    return rows[-limit:] if limit else rows
+
+
+@events_app.command("tail")
+def events_tail(
+    n: int = typer.Option(20, "-n", help="How many of the latest events to show."),
+    subject: str = typer.Option(">", "--subject", help="Filter, e.g. 'image.cropped.>' or '*.*.elena.>'."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Print the latest events in the stream."""
+    from vaultline.adapters.bus.stream import connect, last_seq, read_events
+
+    s = connected(data_dir)
+    if not follow:
+        _print_events(asyncio.run(_collect(s, subject, None, n)), as_json, "events")
+        return
+
+    async def main() -> None:
+        nc, js = await connect(s.nats_url)
+        try:
+            start = max(1, await last_seq(js) - n + 1)
+            async for se in read_events(js, subject=subject, start_seq=start, follow=True):
+                _print_events([_event_row(se)], as_json, "")
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def history(
+    key: str = typer.Argument(..., help="A content id (or fan/sale key)."),
+    creator: str | None = typer.Option(None, "--creator"),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Every event of one image (or fan, or sale), oldest first: its audit trail."""
+    from vaultline.adapters.bus.stream import history_subject
+
+    s = connected(data_dir)
+    rows = asyncio.run(_collect(s, history_subject(key, creator), None, None))
+    if not rows and not as_json:
+        err.print(f"no events for {key}")
+        raise typer.Exit(1)
+    _print_events(rows, as_json, f"history of {key}")
+
+
+@events_app.command("publish")
+def events_publish(
+    type_: str = typer.Argument(..., metavar="TYPE", help="Event type, e.g. image.rejected"),
+    key: str = typer.Option(..., "--key", help="Content id (or fan/sale id)."),
+    payload: str = typer.Option(..., "--payload", help="The payload as JSON."),
+    creator: str | None = typer.Option(None, "--creator"),
+    data_dir: Path = DataDir,
+) -> None:
+    """Publish one event by hand (operators' escape hatch and smoke test). Validated first."""
+    from vaultline.adapters.bus.broker import JetStreamPublisher, make_broker
+    from vaultline.events import new_event
+
+    s = connected(data_dir)
+    try:
+        event = new_event(type_, creator=creator or s.default_creator, key=key, payload=json.loads(payload))
+    except (ValueError, json.JSONDecodeError) as e:
+        err.print(f"[red]invalid event[/red]: {e}")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        broker = make_broker(s.nats_url)
+        await broker.connect()
+        try:
+            await JetStreamPublisher(broker).publish(event)
+        finally:
+            await broker.stop()
+
+    asyncio.run(main())
+    out.print(f"published {event.type} {event.event_id} on {event.subject}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""In-memory fakes of the ports, for unit tests only. Each has a contract test against the
+real adapter (tests/contract/)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from vaultline.events import Envelope
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+        self._ids: set[uuid.UUID] = set()
+
+    async def publish(self, event: Envelope) -> None:
+        # Like JetStream's duplicate window: the same event id is stored once.
+        if event.event_id not in self._ids:
+            self._ids.add(event.event_id)
+            self.events.append(event)
+
+    def of_type(self, type_: str) -> list[Envelope]:
+        return [e for e in self.events if e.type == type_]
+
+
+class FakeDatabase:
+    def __init__(self) -> None:
+        self.content: dict[uuid.UUID, dict[str, Any]] = {}
+        self.processed: set[tuple[str, uuid.UUID]] = set()
+        self.outbox: list[Envelope] = []
+
+
+class FakeContentRepository:
+    def __init__(self, rows: dict[uuid.UUID, dict[str, Any]]) -> None:
+        self._rows = rows
+
+    async def get(self, content_id: uuid.UUID, *, for_update: bool = False) -> dict[str, Any] | None:
+        row = self._rows.get(content_id)
+        return copy.deepcopy(row) if row else None
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        current = self._rows.get(row["id"], {})
+        self._rows[row["id"]] = {**current, **copy.deepcopy(row)}
+
+
+class FakeUnitOfWork:
+    """Works on a copy of the database and swaps it in on commit: a failure rolls back."""
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> "FakeUnitOfWork":
+        self._work = copy.deepcopy(self._db)
+        self.content = FakeContentRepository(self._work.content)
+        return self
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self._db.__dict__.update(self._work.__dict__)
+
+    async def first_time(self, handler: str, event_id: uuid.UUID, stream_seq: int | None = None) -> bool:
+        key = (handler, event_id)
+        if key in self._work.processed:
+            return False
+        self._work.processed.add(key)
+        return True
+
+    async def add_outbox(self, event: Envelope) -> None:
+        if all(e.event_id != event.event_id for e in self._work.outbox):
+            self._work.outbox.append(event)
+
+
+class FakeUnitOfWorkFactory:
+    def __init__(self, db: FakeDatabase | None = None) -> None:
+        self.db = db or FakeDatabase()
+
+    def __call__(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self.db)
