@@ -70,7 +70,7 @@ def make_broker(
     on_failure: FailureRecorder | None = None,
     retry_base: float = 0.5,
     retry_cap: float = 60.0,
-    log_level: int = logging.WARNING,
+    log_level: int = logging.DEBUG,
 ) -> NatsBroker:
     return NatsBroker(
         servers,
@@ -78,6 +78,8 @@ def make_broker(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[LogContextMiddleware, retry_middleware(base=retry_base, cap=retry_cap, on_failure=on_failure)],
         logger=structlog.get_logger("faststream"),
+        # The level FastStream logs each Received/Processed line at (not a threshold):
+        # DEBUG keeps them out of an INFO log.
         log_level=log_level,
         graceful_timeout=30.0,
     )

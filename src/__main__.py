@@ -1,0 +1,3 @@
+from vaultline.entrypoints.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""`vaultline run` in a subprocess, driven the way an operator would: over sockets and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import nats
+import psutil
+import pytest
+
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vaultline", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")}
+    return env | {"PYTHONUNBUFFERED": "1"}
+
+
+def start(data_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaultline", "run", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),  # noqa: SIM115 - closed with the process
+    )
+
+
+async def wait_runtime(proc: subprocess.Popen, data_dir: Path, log: Path) -> dict:
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"vaultline run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        path = data_dir / "runtime.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    return await wait_until(ready, timeout=90, what="runtime.json")
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(data_dir) in cmd and ("nats-server" in cmd or "postgres" in cmd):
+            found.append(cmd)
+    return found
+
+
+def image_generated(content_id: uuid.UUID) -> tuple[str, bytes, str]:
+    from vaultline.events import new_event
+
+    e = new_event(
+        "image.generated",
+        creator="elena",
+        key=content_id,
+        payload={
+            "storage_key": f"elena/1_raw/{content_id}.png",
+            "sha256": "c" * 64,
+            "phash": "8000000000000000",
+            "size_bytes": 2048,
+            "original_filename": "ComfyUI_00007_.png",
+        },
+    )
+    return e.subject, e.to_json(), str(e.event_id)
+
+
+async def test_run_stack_end_to_end(tmp_path):
+    data_dir = tmp_path / "data"
+    log = tmp_path / "run.log"
+    env = clean_env()
+    proc = start(data_dir, env, log)
+    try:
+        rt = await wait_runtime(proc, data_dir, log)
+        assert set(rt) >= {"nats_url", "database_url", "admin_url", "pid"}
+        assert rt["pid"] == proc.pid
+        assert rt["admin_url"].startswith("http://127.0.0.1:")
+        token = (data_dir / "admin-token").read_text().strip()
+        assert (data_dir / "admin-token").stat().st_mode & 0o077 == 0
+
+        async with httpx.AsyncClient(base_url=rt["admin_url"]) as http:
+            assert (await http.get("/health")).status_code == 200
+            assert (await http.get("/ready")).status_code == 401
+            assert (await http.get("/ready", headers={"Authorization": "Bearer wrong"})).status_code == 403
+            ready = await http.get("/ready", headers={"Authorization": f"Bearer {token}"})
+            assert ready.status_code == 200 and ready.json()["ready"] is True
+
+        # An event published with plain nats-py reaches the content table.
+        content_id = uuid.uuid4()
+        subject, body, event_id = image_generated(content_id)
+        nc = await nats.connect(rt["nats_url"])
+        ack = await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": event_id})
+        await nc.close()
+        assert ack.stream == "EVENTS"
+        db = await asyncpg.connect(rt["database_url"])
+        try:
+            status = await wait_until(
+                lambda: db.fetchval("SELECT status FROM content WHERE id=$1", content_id), what="content row"
+            )
+        finally:
+            await db.close()
+        assert status == "generated"
+
+        history = cli("history", str(content_id), "--json", "--data-dir", str(data_dir), env=env)
+        assert history.returncode == 0, history.stderr
+        rows = [json.loads(line) for line in history.stdout.splitlines()]
+        assert [r["event_id"] for r in rows] == [event_id]
+
+        second = cli("run", "--data-dir", str(data_dir), env=env)
+        assert second.returncode == 1
+        assert "already running" in second.stderr and str(proc.pid) in second.stderr
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not (data_dir / "runtime.json").exists()
+        assert leftovers(data_dir) == []
+
+        # Restarting on the same directory keeps everything.
+        proc = start(data_dir, env, log)
+        rt = await wait_runtime(proc, data_dir, log)
+        db = await asyncpg.connect(rt["database_url"])
+        try:
+            assert await db.fetchval("SELECT status FROM content WHERE id=$1", content_id) == "generated"
+        finally:
+            await db.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert leftovers(data_dir) == []
+
+
+def test_commands_without_a_running_stack_say_how_to_start_one(tmp_path):
+    r = cli("history", str(uuid.uuid4()), "--data-dir", str(tmp_path), env=clean_env())
+    assert r.returncode == 2
+    assert "no running vaultline" in r.stderr and "vaultline run" in r.stderr
