@@ -1,0 +1,91 @@
+"""Fixtures for tests that need real services: a nats-server and a PostgreSQL.
+
+Servers start lazily (only when a test asks for them) and are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from vaultline.adapters.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    create_database,
+    drop_database,
+)
+
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _INTEGRATION_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _pg_temp_dir() -> Path:
+    # Not under pytest's tmp_path: every pytest run re-chmods /tmp/pytest-of-<user> to 0700,
+    # which would lock the PostgreSQL system user out of a cluster another run is using.
+    return Path(tempfile.mkdtemp(prefix="vaultline-test-pg-"))
+
+
+# --------------------------------------------------------------------------- NATS
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory) -> str:
+    """URL of a nats-server (JetStream, sync_interval always) shared by the whole session."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def fresh_nats(tmp_path) -> EmbeddedNats:
+    """A started nats-server of the test's own, to stop/kill/restart (same URL after start())."""
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """Superuser URL of a PostgreSQL server: VAULTLINE_TEST_DATABASE_URL if set, else embedded."""
+    external = os.environ.get("VAULTLINE_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    data_dir = _pg_temp_dir()
+    server = EmbeddedPostgres(data_dir, durable=False)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def database_url(pg_url) -> str:
+    """URL of a brand-new empty database, dropped after the test."""
+    name = f"test_{secrets.token_hex(6)}"
+    url = await create_database(pg_url, name)
+    yield url
+    await drop_database(pg_url, name)
+
+
+@pytest.fixture
+def pg_data_dir() -> Path:
+    """An empty directory for a test's own EmbeddedPostgres (crash/restart tests)."""
+    data_dir = _pg_temp_dir()
+    yield data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)

