@@ -1,0 +1,199 @@
+"""`vaultline fanvue ...`: connect a creator's Fanvue account and check it.
+
+    vaultline fanvue login --creator elena                # browser login (OAuth + PKCE)
+    vaultline fanvue login --creator elena --access-token T --refresh-token R   # tokens you already have
+    vaultline fanvue whoami --creator elena
+
+Mounted by the main CLI with `app.add_typer(fanvue_app, name="fanvue")`. Tokens go encrypted into
+Postgres (platform_tokens); the key is VAULTLINE_SECRET_KEY or DATA_DIR/secret.key.
+
+Environment: VAULTLINE_FANVUE_CLIENT_ID, VAULTLINE_FANVUE_CLIENT_SECRET, VAULTLINE_FANVUE_BASE_URL
+(default https://api.fanvue.com), VAULTLINE_FANVUE_PATH_PREFIX (default none, e.g. /v1),
+VAULTLINE_FANVUE_AUTH_URL, VAULTLINE_FANVUE_TOKEN_URL (default the production OAuth endpoints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import webbrowser
+from collections.abc import Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Optional
+
+import asyncpg
+import typer
+
+from vaultline.adapters.fanvue.client import DEFAULT_BASE_URL, FanvueClient
+from vaultline.adapters.fanvue.errors import FanvueError, SecretKeyError, TokenDecryptError
+from vaultline.adapters.fanvue.oauth import (
+    DEFAULT_AUTHORIZE_URL,
+    DEFAULT_TOKEN_URL,
+    OAuthClient,
+    login_interactive,
+)
+from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, TokenSet, load_cipher
+from vaultline.events import SLUG_RE
+from vaultline.settings import Settings
+
+fanvue_app = typer.Typer(help="Fanvue account: log in a creator, check who the tokens belong to.",
+                         no_args_is_help=True)
+
+SettingsFactory = Callable[[], Settings]
+_settings_factory: SettingsFactory = lambda: Settings().resolved()  # noqa: E731
+
+
+def configure(settings_factory: SettingsFactory) -> None:
+    """Let the main CLI pass its own settings (e.g. after --data-dir) instead of the env default."""
+    global _settings_factory
+    _settings_factory = settings_factory
+
+
+@dataclass(frozen=True)
+class FanvueConfig:
+    base_url: str = DEFAULT_BASE_URL
+    path_prefix: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
+    authorize_url: str = DEFAULT_AUTHORIZE_URL
+    token_url: str = DEFAULT_TOKEN_URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "FanvueConfig":
+        env = os.environ if env is None else env
+        return cls(
+            base_url=env.get("VAULTLINE_FANVUE_BASE_URL") or DEFAULT_BASE_URL,
+            path_prefix=env.get("VAULTLINE_FANVUE_PATH_PREFIX") or "",
+            client_id=env.get("VAULTLINE_FANVUE_CLIENT_ID") or None,
+            client_secret=env.get("VAULTLINE_FANVUE_CLIENT_SECRET") or None,
+            authorize_url=env.get("VAULTLINE_FANVUE_AUTH_URL") or DEFAULT_AUTHORIZE_URL,
+            token_url=env.get("VAULTLINE_FANVUE_TOKEN_URL") or DEFAULT_TOKEN_URL,
+        )
+
+    def oauth(self, client_id: str | None = None) -> OAuthClient:
+        return OAuthClient(client_id or self.client_id or "", self.client_secret,
+                           token_url=self.token_url, authorize_url=self.authorize_url)
+
+
+class CliError(Exception):
+    """A message for the operator; the command exits 1."""
+
+
+def _check_creator(creator: str) -> str:
+    if not SLUG_RE.match(creator):
+        raise typer.BadParameter(f"creator must be a slug ([a-z0-9_-]): {creator!r}", param_hint="--creator")
+    return creator
+
+
+@asynccontextmanager
+async def token_store(settings: Settings) -> AsyncIterator[PostgresTokenStore]:
+    if not settings.database_url:
+        raise CliError("no database: set VAULTLINE_DATABASE_URL or start `vaultline run` "
+                       f"(looked for {settings.runtime_file})")
+    cipher = load_cipher(settings.data_dir)
+    async with PostgresTokenStore(settings.database_url, cipher) as store:
+        yield store
+
+
+async def _login(creator: str, access_token: str | None, refresh_token: str | None,
+                 expires_in: int | None, client_id: str | None, port: int, timeout: float,
+                 browser: bool, cfg: FanvueConfig, settings: Settings) -> TokenSet:
+    if access_token:
+        tokens = TokenSet(access_token, refresh_token,
+                          time.time() + expires_in if expires_in else None, scope="")
+    else:
+        if not (client_id or cfg.client_id):
+            raise CliError("interactive login needs the app's client id: --client-id or VAULTLINE_FANVUE_CLIENT_ID")
+        if not cfg.client_secret:
+            typer.echo("warning: VAULTLINE_FANVUE_CLIENT_SECRET is not set; the token exchange may be refused",
+                       err=True)
+
+        def show(url: str) -> None:
+            typer.echo(f"Redirect URI (must be registered in the Fanvue app): http://127.0.0.1:{port}/callback")
+            typer.echo("Open this URL to log in:\n")
+            typer.echo(url + "\n")
+            if browser:
+                webbrowser.open(url)
+
+        async with cfg.oauth(client_id) as oauth:
+            tokens = await login_interactive(oauth, on_url=show, port=port, timeout=timeout)
+    async with token_store(settings) as store:
+        await store.save(creator, tokens)
+    return tokens
+
+
+@fanvue_app.command()
+def login(
+    creator: str = typer.Option(..., "--creator", help="creator slug the account belongs to"),
+    access_token: Optional[str] = typer.Option(None, "--access-token", envvar="VAULTLINE_FANVUE_ACCESS_TOKEN",
+                                               help="store these tokens instead of logging in (non-interactive)"),
+    refresh_token: Optional[str] = typer.Option(None, "--refresh-token", envvar="VAULTLINE_FANVUE_REFRESH_TOKEN"),
+    expires_in: Optional[int] = typer.Option(None, "--expires-in",
+                                             help="seconds the given access token stays valid (default: until a 401)"),
+    client_id: Optional[str] = typer.Option(None, "--client-id", help="default VAULTLINE_FANVUE_CLIENT_ID"),
+    port: int = typer.Option(8765, "--port", help="loopback port of the registered redirect URI"),
+    timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for the browser callback"),
+    browser: bool = typer.Option(True, "--browser/--no-browser", help="open the URL in a browser"),
+) -> None:
+    """Connect a creator's Fanvue account and store its tokens encrypted."""
+    _check_creator(creator)
+    if refresh_token and not access_token:
+        raise typer.BadParameter("--refresh-token needs --access-token", param_hint="--refresh-token")
+    settings = _settings_factory()
+    try:
+        tokens = asyncio.run(_login(creator, access_token, refresh_token, expires_in, client_id, port,
+                                    timeout, browser, FanvueConfig.from_env(), settings))
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except asyncpg.UndefinedTableError:
+        typer.echo("error: table platform_tokens is missing: run `vaultline migrate`", err=True)
+        raise typer.Exit(1) from None
+    scope = f" (scopes: {tokens.scope})" if tokens.scope else ""
+    typer.echo(f"Fanvue tokens stored for {creator}{scope}.")
+
+
+async def _whoami(creator: str, cfg: FanvueConfig, settings: Settings) -> dict[str, Any]:
+    async with token_store(settings) as store:
+        oauth = cfg.oauth() if cfg.client_id else None
+
+        async def refresher(current: TokenSet) -> TokenSet:
+            if oauth is None:
+                raise CliError("the access token needs a refresh: set VAULTLINE_FANVUE_CLIENT_ID "
+                               "(and _CLIENT_SECRET)")
+            return await oauth.refresh_tokens(current)
+
+        try:
+            manager = TokenManager(store, refresher, creator)
+            async with FanvueClient(manager, creator=creator, base_url=cfg.base_url,
+                                    path_prefix=cfg.path_prefix) as client:
+                return await client.whoami()
+        finally:
+            if oauth is not None:
+                await oauth.aclose()
+
+
+@fanvue_app.command()
+def whoami(
+    creator: str = typer.Option(..., "--creator", help="creator slug"),
+    as_json: bool = typer.Option(False, "--json", help="print the whole profile as JSON"),
+) -> None:
+    """Show the Fanvue account the stored tokens belong to (refreshes them if needed)."""
+    _check_creator(creator)
+    settings = _settings_factory()
+    try:
+        me = asyncio.run(_whoami(creator, FanvueConfig.from_env(), settings))
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except asyncpg.UndefinedTableError:
+        typer.echo("error: table platform_tokens is missing: run `vaultline migrate`", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(me, indent=2, sort_keys=True))
+    else:
+        typer.echo(f"@{me.get('handle')} ({me.get('displayName')}) uuid={me.get('uuid')} "
+                   f"creator={me.get('isCreator')}")
