@@ -1,0 +1,445 @@
+"""deploy/: the compose deployment checked by parsing (there is no Docker engine in CI).
+
+Checks that the pieces fit together: services and their depends_on, the NATS cluster configs,
+bind-mounted files, worker commands, provisioning with R3, loopback-only ports, placeholder-only
+secrets, Prometheus targets and the Grafana files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+WORKERS = ("tracker", "crop", "upload", "dlq", "relay")
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+NATS_CONF_IN_CONTAINER = "/etc/nats/nats-server.conf"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.I)
+PLACEHOLDER = re.compile(r"change-?me", re.I)
+DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _tokens(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def _image_entrypoint() -> list[str]:
+    m = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert m, "deploy/Dockerfile has no exec-form ENTRYPOINT"
+    return json.loads(m.group(1))
+
+
+def _is_vaultline(svc: dict[str, Any]) -> bool:
+    build = svc.get("build")
+    return isinstance(build, dict) and build.get("dockerfile") == "deploy/Dockerfile"
+
+
+def _argv(svc: dict[str, Any]) -> list[str]:
+    """What the container runs: entrypoint (the service's, else the vaultline image's) + command."""
+    if "entrypoint" in svc:
+        entry = _tokens(svc["entrypoint"])
+    elif _is_vaultline(svc):
+        entry = _image_entrypoint()
+    else:
+        entry = []
+    return entry + _tokens(svc.get("command"))
+
+
+def _shell_script(svc: dict[str, Any]) -> str | None:
+    argv = _argv(svc)
+    if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]):
+        return " ".join(argv[2:])
+    return None
+
+
+def _env(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _depends(svc: dict[str, Any]) -> dict[str, str]:
+    deps = svc.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {d: "service_started" for d in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of every volume entry, short or long syntax."""
+    out = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, str):
+            parts = v.split(":")
+            out.append((parts[0], parts[1]) if len(parts) > 1 else ("", parts[0]))
+        else:
+            out.append((str(v.get("source", "")), str(v["target"])))
+    return out
+
+
+def _is_bind(source: str) -> bool:
+    return source.startswith((".", "/", "~"))
+
+
+def _published(port: str | int | dict[str, Any]) -> tuple[str, bool]:
+    """(host ip, publishes on the host?) of a ports entry."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip") or "0.0.0.0"), "published" in port
+    parts = str(port).split(":")
+    if len(parts) == 1:  # "8080": a random host port on every interface
+        return "0.0.0.0", True
+    if len(parts) == 2:  # "8080:80"
+        return "0.0.0.0", True
+    return parts[0], True
+
+
+def _env_example() -> dict[str, str]:
+    out = {}
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f".env.example: not KEY=VALUE: {line!r}"
+        out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def _nats_conf(svc_name: str, services: dict[str, dict[str, Any]]) -> Path:
+    sources = [src for src, dst in _mounts(services[svc_name]) if dst == NATS_CONF_IN_CONTAINER]
+    assert len(sources) == 1, f"{svc_name} must bind-mount one config at {NATS_CONF_IN_CONTAINER}"
+    return (DEPLOY / sources[0]).resolve()
+
+
+def _block(text: str, name: str) -> str:
+    """Body of `name { ... }` in a NATS config (no nested braces in ours)."""
+    m = re.search(rf"^\s*{name}\s*\{{(.*?)^\s*\}}", text, re.M | re.S)
+    assert m, f"no `{name} {{ }}` block"
+    return m.group(1)
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(re.sub(r"\s*#.*$", "", line) for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------- compose structure
+
+
+def test_compose_has_every_service(services: dict[str, dict[str, Any]]) -> None:
+    expected = {
+        *NATS_NODES, "postgres", "minio", "minio-init", "ollama", "provision", *WORKERS, "admin",
+        "prometheus", "grafana",
+    }
+    assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
+
+
+def test_vaultline_env_is_shared_through_an_anchor(compose: dict[str, Any]) -> None:
+    raw = COMPOSE_FILE.read_text()
+    assert "x-vaultline" in compose and "&vaultline" in raw
+    # Every vaultline service merges the shared block rather than repeating it.
+    assert raw.count("<<: *vaultline\n") >= len(WORKERS) + 2  # + provision, admin
+
+
+def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for target, condition in _depends(svc).items():
+            assert target in services, f"{name} depends on unknown service {target!r}"
+            assert target != name, f"{name} depends on itself"
+            assert condition in DEPENDS_CONDITIONS, f"{name} -> {target}: bad condition {condition!r}"
+
+
+def test_one_shot_jobs_are_waited_for_by_completion(services: dict[str, dict[str, Any]]) -> None:
+    for job in ("provision", "minio-init"):
+        assert str(services[job].get("restart", "no")) == "no"
+    for name in (*WORKERS, "admin"):
+        deps = _depends(services[name])
+        assert deps.get("provision") == "service_completed_successfully", name
+        assert deps.get("minio-init") == "service_completed_successfully", name
+
+
+def test_depends_on_healthy_services_have_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for target, condition in _depends(svc).items():
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits for {target} healthy: no healthcheck"
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        for source, _target in _mounts(svc):
+            if _is_bind(source):
+                path = (DEPLOY / source).resolve()
+                assert DEPLOY in path.parents or path == DEPLOY, f"{name}: {source} is outside deploy/"
+                assert path.exists(), f"{name}: bind mount source {source} does not exist in deploy/"
+            elif source:
+                assert source in declared, f"{name}: named volume {source!r} is not declared"
+
+
+def test_build_context_and_dockerfile_exist(services: dict[str, dict[str, Any]]) -> None:
+    vaultline = [n for n, s in services.items() if _is_vaultline(s)]
+    assert set(vaultline) >= {*WORKERS, "admin", "provision"}
+    for name in vaultline:
+        build = services[name]["build"]
+        context = (DEPLOY / build["context"]).resolve()
+        assert (context / build["dockerfile"]).is_file(), name
+        assert (context / "pyproject.toml").is_file(), f"{name}: build context is not the repository root"
+
+
+# --------------------------------------------------------------------------- NATS cluster
+
+
+def test_nats_nodes_have_unique_names_and_route_to_the_other_two(services: dict[str, dict[str, Any]]) -> None:
+    names = {}
+    for node in NATS_NODES:
+        text = _strip_comments(_nats_conf(node, services).read_text())
+        m = re.search(r"^\s*server_name\s*[:=]\s*\"?([\w.-]+)\"?\s*$", text, re.M)
+        assert m, f"{node}: no server_name"
+        names[node] = m.group(1)
+
+        cluster = _block(text, "cluster")
+        assert re.search(r"^\s*port\s*[:=]\s*6222\s*$", cluster, re.M), f"{node}: cluster port is not 6222"
+        routes = re.search(r"routes\s*[:=]\s*\[(.*?)\]", cluster, re.S)
+        assert routes, f"{node}: no cluster routes"
+        hosts = re.findall(r"nats-route://([\w.-]+):(\d+)", routes.group(1))
+        assert {h for h, _ in hosts} == set(NATS_NODES) - {node}, f"{node}: routes {hosts}"
+        assert all(port == "6222" for _, port in hosts), f"{node}: routes {hosts}"
+
+        assert re.search(r"^\s*port\s*[:=]\s*4222\s*$", text, re.M), f"{node}: client port is not 4222"
+        assert re.search(r"^\s*http_port\s*[:=]\s*8222\s*$", text, re.M), f"{node}: monitoring port is not 8222"
+        assert re.search(r"^\s*max_payload\s*[:=]\s*1MB\s*$", text, re.M | re.I), f"{node}: max_payload"
+    assert len(set(names.values())) == len(NATS_NODES), f"server_name not unique: {names}"
+    assert names == {n: n for n in NATS_NODES}, "server_name should match the compose service name"
+
+
+def test_nats_jetstream_syncs_always_on_a_named_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    volumes_seen = set()
+    for node in NATS_NODES:
+        js = _block(_strip_comments(_nats_conf(node, services).read_text()), "jetstream")
+        assert re.search(r"^\s*sync_interval\s*[:=]\s*\"?always\"?\s*$", js, re.M), f"{node}: sync_interval"
+        store = re.search(r"^\s*store_dir\s*[:=]\s*\"?([^\"\s]+)\"?\s*$", js, re.M)
+        assert store, f"{node}: no store_dir"
+        named = [(s, t) for s, t in _mounts(services[node]) if s and not _is_bind(s)]
+        holders = [s for s, t in named if store.group(1) == t or store.group(1).startswith(t.rstrip("/") + "/")]
+        assert holders, f"{node}: store_dir {store.group(1)} is not on a named volume"
+        volumes_seen.update(holders)
+    assert len(volumes_seen) == len(NATS_NODES), "each NATS node needs its own store volume"
+
+
+def test_nats_configs_differ_only_in_name_and_routes(services: dict[str, dict[str, Any]]) -> None:
+    def normalised(node: str) -> str:
+        text = _strip_comments(_nats_conf(node, services).read_text())
+        text = re.sub(r"^\s*server_name.*$", "", text, flags=re.M)
+        text = re.sub(r"routes\s*[:=]\s*\[.*?\]", "routes", text, flags=re.S)
+        return "\n".join(line for line in text.splitlines() if line.strip())
+
+    first = normalised(NATS_NODES[0])
+    for node in NATS_NODES[1:]:
+        assert normalised(node) == first, f"{node} config drifted from {NATS_NODES[0]}"
+
+
+def test_nats_image_is_2_12_or_newer(services: dict[str, dict[str, Any]]) -> None:
+    for node in NATS_NODES:
+        image = services[node]["image"]
+        m = re.search(r"nats:(\d+)\.(\d+)", image)
+        assert m and (int(m.group(1)), int(m.group(2))) >= (2, 12), f"{node}: {image}"
+
+
+# --------------------------------------------------------------------------- vaultline services
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_service_runs_vaultline_worker(services: dict[str, dict[str, Any]], worker: str) -> None:
+    argv = _argv(services[worker])
+    assert argv[:3] == ["vaultline", "worker", worker], argv
+
+
+def test_provision_migrates_then_provisions_r3(services: dict[str, dict[str, Any]]) -> None:
+    svc = services["provision"]
+    script = _shell_script(svc) or " ".join(_argv(svc))
+    assert re.search(r"vaultline migrate\s*&&\s*vaultline provision", script), script
+    assert _env(svc).get("VAULTLINE_STREAM_REPLICAS") == "3"
+    deps = _depends(svc)
+    for target in (*NATS_NODES, "postgres"):
+        assert deps.get(target) == "service_healthy", f"provision must wait for {target} healthy"
+
+
+def test_every_vaultline_service_uses_r3(services: dict[str, dict[str, Any]]) -> None:
+    # Workers re-provision on start: a default of 1 anywhere would scale the streams down.
+    for name, svc in services.items():
+        if _is_vaultline(svc):
+            assert _env(svc).get("VAULTLINE_STREAM_REPLICAS") == "3", name
+
+
+def test_vaultline_services_reach_the_cluster(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        if not _is_vaultline(svc):
+            continue
+        env = _env(svc)
+        hosts = re.findall(r"nats://([\w.-]+):4222", env["VAULTLINE_NATS_URL"])
+        assert hosts and set(hosts) <= set(NATS_NODES), f"{name}: {env['VAULTLINE_NATS_URL']}"
+        assert "@postgres:5432/" in env["VAULTLINE_DATABASE_URL"], name
+        assert env["VAULTLINE_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert env.get("VAULTLINE_MIGRATIONS_DIR", "/app/migrations") == "/app/migrations", name
+
+
+def test_admin_app_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    admin = services["admin"]
+    assert _argv(admin)[:2] == ["vaultline", "admin"]
+    ports = admin.get("ports") or []
+    assert ports, "admin must publish its port on the host's loopback"
+    for port in ports:
+        host_ip, published = _published(port)
+        assert not published or host_ip == "127.0.0.1", f"admin port {port!r} is not bound to 127.0.0.1"
+    # Inside the container it must listen on all interfaces, or the published port reaches nothing.
+    assert _env(admin).get("VAULTLINE_ADMIN_HOST") == "0.0.0.0"
+
+
+def test_no_service_publishes_on_all_interfaces(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            host_ip, published = _published(port)
+            assert not published or host_ip == "127.0.0.1", f"{name}: {port!r} listens beyond loopback"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_env_example_has_only_placeholder_secrets() -> None:
+    env = _env_example()
+    assert env, ".env.example is empty"
+    for key, value in env.items():
+        if SECRET_NAME.search(key) and value:
+            assert PLACEHOLDER.search(value), f".env.example {key} must be empty or a change-me placeholder"
+        assert not re.search(r"AKIA[0-9A-Z]{16}|-----BEGIN|ghp_[A-Za-z0-9]{20,}", value), key
+        if not PLACEHOLDER.search(value) and not value.startswith("http"):
+            # A long random-looking token is a real secret that slipped in.
+            assert not re.fullmatch(r"[A-Za-z0-9+/=_-]{24,}", value), f".env.example {key} looks like a real secret"
+
+
+def test_compose_takes_secrets_from_env_only(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for key, value in _env(svc).items():
+            if SECRET_NAME.search(key) and value:
+                assert "${" in value, f"{name}: {key} is a literal in docker-compose.yml; use ${{VAR}} from .env"
+
+
+def test_required_compose_variables_are_in_env_example() -> None:
+    raw = "\n".join(l for l in COMPOSE_FILE.read_text().splitlines() if not l.lstrip().startswith("#"))
+    required = set(re.findall(r"\$\{(\w+):?\?", raw))
+    assert required, "compose should refuse to start without its secrets (${VAR:?message})"
+    missing = required - set(_env_example())
+    assert not missing, f"documented nowhere in deploy/.env.example: {sorted(missing)}"
+
+
+# --------------------------------------------------------------------------- image
+
+
+def test_dockerfile_builds_a_non_root_vaultline_image() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    base = re.search(r"^ARG\s+PYTHON_IMAGE=(\S+)", text, re.M)
+    images = [base.group(1) if base and f == "${PYTHON_IMAGE}" else f for f in froms]
+    assert images and all(i.startswith("python:3.11-slim") for i in images), images
+    assert re.search(r"pip install \.", text)
+    assert re.search(r"^COPY\s+migrations\s+/app/migrations\s*$", text, re.M)
+    assert re.search(r"VAULTLINE_MIGRATIONS_DIR=/app/migrations", text)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert _image_entrypoint() == ["vaultline"]
+    migrations = DEPLOY.parent / "migrations"
+    assert sorted(migrations.glob("*.sql")), "no migrations to copy"
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def test_prometheus_scrapes_compose_services(services: dict[str, dict[str, Any]]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = [
+        t
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for t in static["targets"]
+    ]
+    assert targets
+    for target in targets:
+        host = target.rsplit(":", 1)[0]
+        assert host in services, f"Prometheus target {target} is not a compose service"
+    # Every NATS node is covered, through its own exporter.
+    exporters = {t.rsplit(":", 1)[0] for t in targets if t.startswith("nats-exporter")}
+    scraped_nodes = set()
+    for exporter in exporters:
+        urls = [a for a in _argv(services[exporter]) if a.startswith("http://")]
+        scraped_nodes.update(re.findall(r"http://([\w.-]+):8222", " ".join(urls)))
+        assert any(a.startswith("-jsz") for a in _argv(services[exporter])), f"{exporter}: no -jsz"
+    assert scraped_nodes == set(NATS_NODES)
+
+
+def test_grafana_is_provisioned(services: dict[str, dict[str, Any]]) -> None:
+    prov = DEPLOY / "grafana" / "provisioning"
+    datasources = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())["datasources"]
+    prom = [d for d in datasources if d["type"] == "prometheus"]
+    assert len(prom) == 1
+    assert re.match(r"http://([\w.-]+):", prom[0]["url"]).group(1) in services
+
+    providers = yaml.safe_load((prov / "dashboards" / "vaultline.yml").read_text())["providers"]
+    paths = {p["options"]["path"] for p in providers}
+    grafana_mounts = {t: s for s, t in _mounts(services["grafana"])}
+    for path in paths:
+        assert path in grafana_mounts, f"dashboard provider path {path} is not mounted into grafana"
+        assert (DEPLOY / grafana_mounts[path] / "vaultline.json").is_file()
+    assert grafana_mounts.get("/etc/grafana/provisioning") == "./grafana/provisioning"
+
+
+def test_grafana_dashboard_is_valid_and_shows_jetstream() -> None:
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "vaultline.json").read_text())
+    assert dash["title"] and dash["uid"]
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    joined = "\n".join(exprs)
+    for metric in (
+        "jetstream_stream_total_messages",
+        "jetstream_consumer_num_pending",
+        "jetstream_consumer_num_ack_pending",
+        "jetstream_consumer_num_redelivered",
+    ):
+        assert metric in joined, f"dashboard has no panel on {metric}"
+    per_consumer = [e for e in exprs if "jetstream_consumer_" in e and "by (" in e]
+    assert per_consumer and all("consumer_name" in e for e in per_consumer)
+    ds_uids = {
+        d["uid"]
+        for d in yaml.safe_load(
+            (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+        )["datasources"]
+    }
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] in ds_uids, panel["title"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
