@@ -64,7 +64,7 @@ class UnitOfWorkContract:
     async def test_outbox_keeps_each_event_once_in_order(self, uow):
         cid = uuid.uuid4()
         a = new_event("image.rejected", creator="elena", key=cid, payload={"reason": "blurry"})
-        b = new_event("image.recrop_requested", creator="elena", key=cid, payload={"mode": "chin"})
+        b = new_event("image.recrop_requested", creator="elena", key=cid, payload={"mode": "chin", "raw_key": "k"})
         async with uow() as tx:
             await tx.add_outbox(a)
             await tx.add_outbox(b)

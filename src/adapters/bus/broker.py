@@ -72,8 +72,11 @@ def make_broker(
     retry_cap: float = 60.0,
     log_level: int = logging.DEBUG,
 ) -> NatsBroker:
+    if isinstance(servers, str):
+        servers = [u.strip() for u in servers.split(",") if u.strip()]
     return NatsBroker(
         servers,
+        max_reconnect_attempts=-1,  # a worker waits out a node restart rather than dying
         # Backstop only: the retry middleware decides ack/nak/term explicitly.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[LogContextMiddleware, retry_middleware(base=retry_base, cap=retry_cap, on_failure=on_failure)],

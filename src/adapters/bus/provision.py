@@ -92,6 +92,9 @@ async def ensure_stream(js: JetStreamContext, cfg: StreamConfig) -> str:
         await js.add_stream(cfg)
         return "created"
     current = info.config
+    if (current.num_replicas or 1) > (cfg.num_replicas or 1):
+        # A process started with the default (1) must not shrink a cluster's R3 stream.
+        cfg = StreamConfig.from_response({**cfg.as_dict(), "num_replicas": current.num_replicas})
     wanted = {k: v for k, v in cfg.as_dict().items() if v is not None}
     have = current.as_dict()
     if all(have.get(k) == v for k, v in wanted.items()):

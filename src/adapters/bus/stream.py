@@ -19,8 +19,17 @@ from vaultline.events import Envelope, InvalidEvent, parse_event
 from vaultline.handlers.dlq import OriginalMessage
 
 
-async def connect(url: str, *, name: str = "vaultline") -> tuple[NATS, JetStreamContext]:
-    nc = await nats.connect(url, name=name, connect_timeout=5, max_reconnect_attempts=3)
+def nats_servers(url: str) -> list[str]:
+    """VAULTLINE_NATS_URL may list several cluster nodes, comma-separated."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+async def connect(url: str, *, name: str = "vaultline", long_lived: bool = False) -> tuple[NATS, JetStreamContext]:
+    # Long-lived processes ride out a node restart (lame duck alone is 30 s); a CLI command
+    # should fail fast instead of hanging.
+    nc = await nats.connect(
+        nats_servers(url), name=name, connect_timeout=5, max_reconnect_attempts=-1 if long_lived else 3
+    )
     return nc, nc.jetstream()
 
 
