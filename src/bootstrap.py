@@ -32,7 +32,8 @@ from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, record
 from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
 from vaultline.adapters.outbox import OutboxRelay
 from vaultline.events import Envelope
-from vaultline.handlers import dlq, tracker
+from vaultline.handlers import crop, dlq, tracker
+from vaultline.handlers.ingest import IngestResult, ingest
 from vaultline.handlers.ports import Storage
 from vaultline.settings import Settings
 
@@ -62,6 +63,18 @@ def _tracker(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _crop(p: Ports) -> RawHandler:
+    from vaultline.adapters.crop_runner import CropRunner
+
+    runner = p.extra["crop_runner"] = CropRunner(threads=p.extra.get("concurrency", 1))
+    assert p.storage is not None
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await crop.handle(event, storage=p.storage, crop=runner, publisher=p.publisher)
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -74,6 +87,7 @@ def _dlq(p: Ports) -> RawHandler:
 # name -> factory. The consumer of the same name in topology.CONSUMERS says what it reads.
 HANDLERS: dict[str, HandlerFactory] = {
     "tracker": _tracker,
+    "crop": _crop,
     "dlq": _dlq,
 }
 
@@ -157,7 +171,7 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         self.pool = await create_pool(s.database_url, max_size=max(4, self.concurrency * 2 + 2))
-        self.nc, js = await connect(s.nats_url, name="vaultline-runtime")
+        self.nc, js = await connect(s.nats_url, name="vaultline-runtime", long_lived=True)
         if self.do_provision:
             consumers = {n: self._spec(n) for n in self.handlers} | dict(CONSUMERS)
             self.provision_report = await provision(
@@ -174,6 +188,7 @@ class Runtime:
             publisher=self.publisher,
             js=js,
             storage=build_storage(s),
+            extra={"concurrency": self.concurrency},
         )
         for name in self.handlers:
             handler = self._factory(name)(self.ports)
@@ -198,6 +213,14 @@ class Runtime:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self.ports is not None:
+            runner = self.ports.extra.get("crop_runner")
+            if runner is not None:
+                await asyncio.to_thread(runner.close)
+            close = getattr(self.ports.storage, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
@@ -221,14 +244,79 @@ class Runtime:
 # --------------------------------------------------------------------------- the stack's parts
 
 
+class Ingestor:
+    """The ingest use case with real ports, for every producer (watcher, HTTP hook, CLI)."""
+
+    def __init__(self, ports: Ports) -> None:
+        from vaultline.adapters.db import PostgresContentIndex
+
+        assert ports.storage is not None
+        self.ports = ports
+        self.index = PostgresContentIndex(ports.pool)
+
+    async def ingest_bytes(
+        self, data: bytes, *, filename: str, source: str, creator: str | None = None, mode: str | None = None
+    ) -> IngestResult:
+        from vaultline.adapters.image_facts import describe_image
+
+        facts = await asyncio.to_thread(describe_image, data)
+        # Explicit arguments win, then what our ComfyUI node wrote into the PNG, then config.
+        creator = creator or facts.vaultline_tag.get("creator") or self.ports.settings.default_creator
+        config = self.ports.settings.creator(creator)
+        mode = mode or facts.vaultline_tag.get("crop_mode") or config.crop_mode
+        return await ingest(
+            data,
+            facts,
+            creator=creator,
+            filename=filename,
+            mode=mode,
+            source=source,
+            storage=self.ports.storage,
+            publisher=self.ports.publisher,
+            index=self.index,
+        )
+
+
+async def watch_comfy_folders(
+    runtime: Runtime, creator: str, folders: list[Any], on_result: Callable[[Any, Any], Any] | None = None
+) -> None:
+    """Ingest every complete image that appears under a creator's ComfyUI output folders.
+    `on_result(path, IngestResult | Exception)` is told about each file."""
+    from contextlib import aclosing
+
+    from vaultline.adapters.watcher import watch_complete_files
+
+    assert runtime.ports is not None
+    ingestor = Ingestor(runtime.ports)
+    async with aclosing(watch_complete_files(folders, stop_event=runtime.stop_event)) as paths:
+        async for path in paths:
+            result: Any
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+                result = await ingestor.ingest_bytes(data, filename=path.name, source="watcher", creator=creator)
+            except Exception as e:  # one bad file must not stop the watcher
+                log.exception("could not ingest watched file", path=str(path))
+                result = e
+            if on_result is not None:
+                on_result(path, result)
+
+
 def background_tasks(runtime: Runtime) -> list[Any]:
-    """Long-running coroutines `vaultline run` adds beside the handlers (folder watchers...)."""
-    return []
+    """Long-running coroutines `vaultline run` adds beside the handlers: one folder watcher
+    per creator with ComfyUI output folders configured."""
+    tasks = []
+    for slug, creator in runtime.settings.creators().items():
+        if creator.comfy_output_dirs:
+            tasks.append(watch_comfy_folders(runtime, slug, list(creator.comfy_output_dirs)))
+    return tasks
 
 
 def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
     """Admin HTTP routes beyond /health and /ready."""
-    return []
+    from vaultline.entrypoints.admin_ingest import ingest_routes
+
+    assert runtime.ports is not None
+    return ingest_routes(Ingestor(runtime.ports), runtime.settings)
 
 
 def creator_platform(settings: Settings, creator: str) -> str:

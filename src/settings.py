@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     default_creator: str = "default"
 
     admin_host: str = "127.0.0.1"
-    admin_port: int = 0  # 0 = a free port, written to runtime.json
+    # The ComfyUI node posts to 127.0.0.1:8765 by default. When the port is taken, `run`
+    # falls back to a free one (written to runtime.json); 0 always picks a free one.
+    admin_port: int = 8765
     admin_token: str | None = None
 
     # Storage: local folders under data_dir/library unless an S3 bucket is set.
@@ -51,6 +53,10 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+
+    # Folders the HTTP ingest hook may read a `path` from (besides every creator's
+    # comfy_output_dirs). Anything outside is refused.
+    ingest_roots: list[Path] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_file: Path | None = None
@@ -102,6 +108,12 @@ class Settings(BaseSettings):
         if not SLUG_RE.match(slug):
             raise ValueError(f"creator must be a slug ([a-z0-9_-]): {slug!r}")
         return self.creators().get(slug) or CreatorConfig(slug=slug)
+
+    def allowed_ingest_roots(self) -> list[Path]:
+        roots = list(self.ingest_roots)
+        for c in self.creators().values():
+            roots.extend(c.comfy_output_dirs)
+        return [r.expanduser().resolve() for r in roots]
 
     def resolved(self) -> "Settings":
         """Fill nats_url/database_url from DIR/runtime.json of a running stack when unset,

@@ -78,3 +78,26 @@ class FakeUnitOfWorkFactory:
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.db)
+
+
+class FakeContentIndex:
+    """ContentIndex for ingest: content ids and perceptual hashes per creator."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, tuple[str, str]] = {}  # id -> (creator, phash)
+
+    def add(self, content_id: uuid.UUID, creator: str, phash: str) -> None:
+        self.rows[content_id] = (creator, phash)
+
+    async def exists(self, content_id: uuid.UUID) -> bool:
+        return content_id in self.rows
+
+    async def nearest(self, creator: str, phash: str, exclude: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+        best = None
+        for cid, (c, h) in self.rows.items():
+            if c != creator or cid == exclude or len(h) != 16:
+                continue
+            d = bin(int(h, 16) ^ int(phash, 16)).count("1")
+            if best is None or d < best[1]:
+                best = (cid, d)
+        return best

@@ -105,6 +105,31 @@ def worker(
     asyncio.run(main())
 
 
+@app.command()
+def admin(data_dir: Path = DataDir) -> None:
+    """Serve the admin HTTP app alone (review page, API, ingest hook) against external
+    NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
+    from vaultline.bootstrap import Runtime, admin_routes
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+
+    s = connected(data_dir, need_db=True)
+    _logging(s, False)
+
+    async def main() -> None:
+        import signal
+
+        async with Runtime(s, [], relay=False) as rt:
+            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), pool=rt.pool)
+            server = AdminServer(create_app(ctx, admin_routes(ctx, rt)), host=s.admin_host, port=s.admin_port)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+            err.print(f"admin app on http://{s.admin_host}:{s.admin_port} (token: VAULTLINE_ADMIN_TOKEN or {s.data_dir}/admin-token)")
+            await server.serve()
+
+    asyncio.run(main())
+
+
 # --------------------------------------------------------------------------- set-up commands
 
 
@@ -261,6 +286,89 @@ def events_publish(
 
     asyncio.run(main())
     out.print(f"published {event.type} {event.event_id} on {event.subject}")
+
+
+# --------------------------------------------------------------------------- ingest / crop
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()))
+        elif p.is_file():
+            files.append(p)
+        else:
+            err.print(f"[yellow]skipped[/yellow] {p}: no such file or directory")
+    return files
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Image files, or directories walked for .png/.jpg/.jpeg/.webp."),
+    creator: str | None = typer.Option(None, "--creator", help="Persona slug [default: the configured default]."),
+    mode: str | None = typer.Option(None, "--mode", help="Crop mode: no_face | chin | lips_only [default: creator's]."),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Ingest existing images into the running pipeline (each distinct image once per creator)."""
+    from rich.progress import Progress
+
+    from vaultline.bootstrap import Ingestor, Runtime
+    from vaultline.events import CROP_MODES
+
+    if mode is not None and mode not in CROP_MODES:
+        err.print(f"[red]unknown mode {mode!r}[/red]; use one of {', '.join(CROP_MODES)}")
+        raise typer.Exit(2)
+    s = connected(data_dir, need_db=True)
+    files = _image_files(paths)
+    if not files:
+        err.print("[red]no images found[/red]")
+        raise typer.Exit(2)
+
+    async def main() -> list[dict[str, Any]]:
+        rows = []
+        async with Runtime(s, [], relay=False, do_provision=False) as rt:
+            ingestor = Ingestor(rt.ports)
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("ingesting", total=len(files))
+                for f in files:
+                    try:
+                        r = await ingestor.ingest_bytes(f.read_bytes(), filename=f.name, source="cli", creator=creator, mode=mode)
+                        rows.append({"path": str(f), "content_id": str(r.content_id), "status": r.status,
+                                     "near_duplicate_of": str(r.near_duplicate_of) if r.near_duplicate_of else None})  # fmt: skip
+                    except OSError as e:
+                        rows.append({"path": str(f), "status": "error", "error": str(e)})
+                    progress.advance(task)
+        return rows
+
+    rows = asyncio.run(main())
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps(r) + "\n")
+    else:
+        table = Table(title=f"ingested {sum(r['status'] == 'ingested' for r in rows)} of {len(rows)}")
+        for col in ("path", "status", "content_id", "note"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            note = r.get("error") or (f"near duplicate of {r['near_duplicate_of']}" if r.get("near_duplicate_of") else "")
+            table.add_row(r["path"], r["status"], r.get("content_id", ""), note)
+        out.print(table)
+    if any(r["status"] == "error" for r in rows):
+        raise typer.Exit(1)
+
+
+def _register_subcommands() -> None:
+    from vaultline.entrypoints.crop_batch import crop_command
+    from vaultline.entrypoints.fanvue_cli import fanvue_app
+
+    app.command("crop")(crop_command)
+    app.add_typer(fanvue_app, name="fanvue")
+
+
+_register_subcommands()
 
 
 def main() -> None:

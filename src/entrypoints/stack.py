@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import structlog
 
@@ -74,7 +75,10 @@ class Stack:
         ctx = AdminContext(token=token, pool=self.runtime.pool, ready_checks=[self._nats_ok, self._db_ok])
         ctx.extra["runtime"] = self.runtime
         routes = admin_routes(ctx, self.runtime)
-        self.admin = AdminServer(create_app(ctx, routes), host=s.admin_host, port=s.admin_port)
+        port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
+        if port != s.admin_port:
+            log.warning("admin port taken; using a free one", wanted=s.admin_port)
+        self.admin = AdminServer(create_app(ctx, routes), host=s.admin_host, port=port)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():
@@ -128,6 +132,15 @@ class Stack:
         for server in (self.pg, self.nats):
             if server is not None:
                 await asyncio.to_thread(server.stop)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _redact(url: str) -> str:

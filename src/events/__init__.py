@@ -101,6 +101,7 @@ class ImageCropped(Payload):
 class ImageCropFailed(Payload):
     reason: str
     rejected_key: str | None = None
+    mode: CropMode | None = None
 
 
 class FeedPost(Payload):
@@ -140,6 +141,8 @@ class ImageRejected(Payload):
 
 class ImageRecropRequested(Payload):
     mode: CropMode
+    raw_key: str  # the original to crop again
+    original_filename: str | None = None
     reviewer: str | None = None
 
 

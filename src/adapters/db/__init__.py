@@ -152,3 +152,26 @@ __all__ = [
     "migrate",
     "record_delivery_failure",
 ]
+
+
+class PostgresContentIndex:
+    """ContentIndex port for ingest: does this content exist, which image is most alike."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def exists(self, content_id: uuid.UUID) -> bool:
+        return bool(await self._pool.fetchval("SELECT 1 FROM content WHERE id = $1", content_id))
+
+    async def nearest(self, creator: str, phash: str, exclude: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+        # Hamming distance of two 64-bit hex hashes, computed by PostgreSQL (bit_count, PG 14+).
+        row = await self._pool.fetchrow(
+            """SELECT id, bit_count(('x' || phash)::bit(64) # ('x' || $2)::bit(64)) AS d
+               FROM content
+               WHERE creator = $1 AND id <> $3 AND length(phash) = 16
+               ORDER BY d LIMIT 1""",
+            creator,
+            phash,
+            exclude,
+        )
+        return (row["id"], int(row["d"])) if row else None
