@@ -31,8 +31,9 @@ from vaultline.adapters.bus.topology import CONSUMERS, ConsumerSpec
 from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, record_delivery_failure
 from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
 from vaultline.adapters.outbox import OutboxRelay
+from vaultline.adapters.platforms import PlatformResolver
 from vaultline.events import Envelope
-from vaultline.handlers import crop, dlq, tracker
+from vaultline.handlers import crop, dlq, tracker, upload
 from vaultline.handlers.ingest import IngestResult, ingest
 from vaultline.handlers.ports import Storage
 from vaultline.settings import Settings
@@ -50,6 +51,7 @@ class Ports:
     publisher: JetStreamPublisher
     js: JetStreamContext
     storage: Storage | None = None
+    platforms: Any = None  # creator -> upload platform (adapters.platforms.PlatformResolver)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +77,26 @@ def _crop(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _upload(p: Ports) -> RawHandler:
+    from vaultline.adapters.db.uploads import PostgresUploadStore
+
+    store = PostgresUploadStore(p.pool)
+    assert p.storage is not None
+    max_deliver = CONSUMERS["upload"].max_deliver or p.settings.max_deliver
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await upload.handle(
+            event,
+            store=store,
+            storage=p.storage,
+            platform_for=p.platforms,
+            vault_folder_for=lambda creator, vault: p.settings.creator(creator).vault_folder(vault),
+            final_attempt=d.deliveries >= max_deliver,
+        )
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -88,6 +110,7 @@ def _dlq(p: Ports) -> RawHandler:
 HANDLERS: dict[str, HandlerFactory] = {
     "tracker": _tracker,
     "crop": _crop,
+    "upload": _upload,
     "dlq": _dlq,
 }
 
@@ -125,6 +148,7 @@ class Runtime:
         custom: dict[str, tuple[ConsumerSpec, HandlerFactory]] | None = None,
         relay: bool = True,
         do_provision: bool = True,
+        platforms: Any = None,
     ) -> None:
         if not settings.nats_url or not settings.database_url:
             raise ValueError("Runtime needs settings.nats_url and settings.database_url")
@@ -139,6 +163,7 @@ class Runtime:
         self.batch_size = batch_size
         self.relay_enabled = relay
         self.do_provision = do_provision
+        self._platforms = platforms  # tests point uploads at a test platform
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.pool: asyncpg.Pool | None = None
@@ -188,6 +213,7 @@ class Runtime:
             publisher=self.publisher,
             js=js,
             storage=build_storage(s),
+            platforms=self._platforms or PlatformResolver(self.pool, s.data_dir),
             extra={"concurrency": self.concurrency},
         )
         for name in self.handlers:
@@ -217,6 +243,8 @@ class Runtime:
             runner = self.ports.extra.get("crop_runner")
             if runner is not None:
                 await asyncio.to_thread(runner.close)
+            with contextlib.suppress(Exception):
+                await self.ports.platforms.close()
             close = getattr(self.ports.storage, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):
@@ -319,6 +347,3 @@ def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
     return ingest_routes(Ingestor(runtime.ports), runtime.settings)
 
 
-def creator_platform(settings: Settings, creator: str) -> str:
-    """Where a creator's uploads go: Fanvue when it has credentials, else the `local` platform."""
-    return "local"

@@ -101,3 +101,37 @@ class FakeContentIndex:
             if best is None or d < best[1]:
                 best = (cid, d)
         return best
+
+
+class FakeUploadStore:
+    """UploadStore in memory: states, the content rows' review keys, and what would go to
+    the outbox with each conclusion."""
+
+    def __init__(self) -> None:
+        import dataclasses
+
+        self._copy = dataclasses.replace
+        self.states: dict[uuid.UUID, Any] = {}
+        self.review: dict[uuid.UUID, tuple[str, str]] = {}
+        self.outbox: list[Envelope] = []
+        self.saves: list[str] = []
+
+    async def start(self, state):
+        if state.content_id not in self.states:
+            self.states[state.content_id] = self._copy(state)
+        return self._copy(self.states[state.content_id])
+
+    async def save(self, state) -> None:
+        self.states[state.content_id] = self._copy(state)
+        self.saves.append(state.step)
+
+    async def finish(self, state, uploaded: Envelope) -> None:
+        self.states[state.content_id] = self._copy(state, step="done")
+        self.outbox.append(uploaded)
+
+    async def fail(self, state, failed: Envelope) -> None:
+        self.states[state.content_id] = self._copy(state, step="failed")
+        self.outbox.append(failed)
+
+    async def review_key(self, content_id: uuid.UUID):
+        return self.review.get(content_id)

@@ -21,6 +21,7 @@ from vaultline.events import (
     ImageRejected,
     MediaUploaded,
     MediaUploadFailed,
+    MediaUploadRetryRequested,
 )
 
 STATUSES = (
@@ -56,6 +57,8 @@ def _status_for(event: Envelope) -> str | None:
         return "uploaded"
     if isinstance(p, MediaUploadFailed):
         return "upload_failed"
+    if isinstance(p, MediaUploadRetryRequested):
+        return "approved"  # back in the upload queue
     return None
 
 

@@ -17,7 +17,7 @@ import structlog
 
 from vaultline.adapters.db import migrate
 from vaultline.adapters.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_json
-from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks, creator_platform
+from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks
 from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
 from vaultline.settings import Settings
 
@@ -86,6 +86,7 @@ class Stack:
                 raise RuntimeError("admin server exited during start")
             await asyncio.sleep(0.02)
 
+        platforms = {slug: (await self.runtime.ports.platforms(slug)).name for slug in s.creators()}
         write_runtime_json(
             self.data_dir / "runtime.json",
             nats_url=nats_url,
@@ -94,9 +95,9 @@ class Stack:
             pid=os.getpid(),
             embedded={"nats": self.nats is not None, "postgres": self.pg is not None},
         )
-        self._summary()
+        self._summary(platforms)
 
-    def _summary(self) -> None:
+    def _summary(self, platforms: dict[str, str]) -> None:
         assert self.runtime is not None and self.admin is not None
         s = self.runtime.settings
         _say(f"vaultline is running (pid {os.getpid()})")
@@ -106,8 +107,9 @@ class Stack:
         _say(f"  nats      {s.nats_url}{'  (embedded)' if self.nats else ''}")
         _say(f"  postgres  {_redact(s.database_url or '')}{'  (embedded)' if self.pg else ''}")
         _say(f"  handlers  {', '.join(self.runtime.handlers)}")
-        for slug, creator in s.creators().items():
-            _say(f"  creator   {slug}: platform {creator_platform(s, slug)}")
+        for slug, platform in platforms.items():
+            note = "" if platform != "local" else f"  (uploads filed under {s.library_root}/{slug}/5_uploaded/)"
+            _say(f"  creator   {slug}: platform {platform}{note}")
         _say("  stop with Ctrl-C")
 
     def _token_hint(self) -> str:

@@ -157,7 +157,12 @@ class MediaUploaded(Payload):
 class MediaUploadFailed(Payload):
     platform: str
     reason: str
+    step: str | None = None  # the step that failed; a retry resumes there
     retryable: bool = False
+
+
+class MediaUploadRetryRequested(Payload):
+    reviewer: str | None = None
 
 
 class MediaSent(Payload):
@@ -211,6 +216,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "image.recrop_requested": ImageRecropRequested,
     "media.uploaded": MediaUploaded,
     "media.upload_failed": MediaUploadFailed,
+    "media.upload_retry_requested": MediaUploadRetryRequested,
     "media.sent": MediaSent,
     "message.received": MessageReceived,
     "reply.suggested": ReplySuggested,
@@ -346,6 +352,7 @@ __all__ = [
     "InvalidEvent",
     "MediaSent",
     "MediaUploadFailed",
+    "MediaUploadRetryRequested",
     "MediaUploaded",
     "MessageReceived",
     "MessageSent",

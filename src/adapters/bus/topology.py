@@ -52,6 +52,12 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="face-aware crop of new images",
         ),
         ConsumerSpec(
+            "upload",
+            ("image.approved.>", "media.upload_retry_requested.>"),
+            ack_wait_s=300.0,  # a multipart upload and the wait for the media to be ready
+            description="uploads approved images into the platform's vault folders",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,

@@ -1,0 +1,84 @@
+"""Postgres side of the upload state machine."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from vaultline.adapters.db import PostgresUnitOfWork
+from vaultline.domain.content import project
+from vaultline.events import Envelope
+from vaultline.handlers.upload import UploadState
+
+_FIELDS = ("step", "media_uuid", "upload_id", "parts", "post", "post_uuid", "error", "failed_step")
+
+
+def _state(row: asyncpg.Record) -> UploadState:
+    return UploadState(
+        content_id=row["content_id"],
+        creator=row["creator"],
+        platform=row["platform"],
+        vault=row["vault"],
+        vault_folder=row["vault_folder"],
+        approval_event_id=row["approval_event_id"],
+        step=row["step"],
+        media_uuid=row["media_uuid"],
+        upload_id=row["upload_id"],
+        parts=row["parts"] or [],
+        post=row["post"],
+        post_uuid=row["post_uuid"],
+        error=row["error"],
+        failed_step=row["failed_step"],
+    )
+
+
+class PostgresUploadStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def start(self, state: UploadState) -> UploadState:
+        await self._pool.execute(
+            """INSERT INTO uploads(content_id, creator, platform, vault, vault_folder, approval_event_id, post)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (content_id) DO NOTHING""",
+            state.content_id, state.creator, state.platform or "unknown", state.vault or "feed",
+            state.vault_folder or "", state.approval_event_id, state.post,
+        )  # fmt: skip
+        row = await self._pool.fetchrow("SELECT * FROM uploads WHERE content_id = $1", state.content_id)
+        return _state(row)
+
+    async def save(self, state: UploadState, conn: Any = None) -> None:
+        sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(_FIELDS, start=2))
+        await (conn or self._pool).execute(
+            f"UPDATE uploads SET {sets}, attempts = attempts + 1, updated_at = now() WHERE content_id = $1",
+            state.content_id,
+            *(getattr(state, f) for f in _FIELDS),
+        )
+
+    async def _conclude(self, state: UploadState, event: Envelope, step: str) -> None:
+        state_copy = UploadState(**{**state.__dict__, "step": step})
+        uow = PostgresUnitOfWork(self._pool)
+        async with uow as tx:
+            await self.save(state_copy, tx.conn)
+            row = await tx.content.get(state.content_id, for_update=True)
+            new = project(row, event)
+            if new is not None:
+                await tx.content.upsert(new)
+            await tx.add_outbox(event)
+
+    async def finish(self, state: UploadState, uploaded: Envelope) -> None:
+        await self._conclude(state, uploaded, "done")
+
+    async def fail(self, state: UploadState, failed: Envelope) -> None:
+        await self._conclude(state, failed, "failed")
+
+    async def review_key(self, content_id: uuid.UUID) -> tuple[str, str] | None:
+        row = await self._pool.fetchrow(
+            "SELECT review_key, original_filename FROM content WHERE id = $1 AND review_key IS NOT NULL", content_id
+        )
+        return (row["review_key"], row["original_filename"] or "") if row else None
+
+    async def get(self, content_id: uuid.UUID) -> UploadState | None:
+        row = await self._pool.fetchrow("SELECT * FROM uploads WHERE content_id = $1", content_id)
+        return _state(row) if row else None

@@ -1,0 +1,225 @@
+"""The upload state machine with fakes: resume after a crash at every step, never a second
+media, permanent vs transient platform errors, the retry action, feed posts."""
+
+import uuid
+
+import pytest
+
+from tests.fakes import FakeUploadStore
+from vaultline.adapters.platforms import LocalPlatform
+from vaultline.adapters.storage import InMemoryStorage
+from vaultline.domain.retry import TransientError
+from vaultline.events import derived_id, new_event
+from vaultline.handlers import upload
+from vaultline.handlers.upload import PlatformRejected
+
+STEPS = ["create_session", "upload_parts", "complete", "wait_ready", "attach"]
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+class FakePlatform:
+    """Counts what reached the 'platform'; can die after doing a step, or refuse."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.sessions: list[str] = []
+        self.completed: set[str] = set()
+        self.attached: dict[str, set[str]] = {}
+        self.posts: list[dict] = []
+        self.crash_after: str | None = None
+        self.refuse: str | None = None
+        self.flaky: str | None = None
+
+    async def _step(self, name: str) -> None:
+        self.calls.append(name)
+        if self.refuse == name:
+            raise PlatformRejected("403 missing scope write:media")
+        if self.flaky == name:
+            raise ConnectionError("503 from the platform")
+
+    def _maybe_crash(self, name: str) -> None:
+        if self.crash_after == name:
+            self.crash_after = None
+            raise Crash(name)
+
+    async def create_session(self, content_id, filename):
+        await self._step("create_session")
+        media = f"m{len(self.sessions) + 1}"
+        self.sessions.append(media)
+        self._maybe_crash("create_session")
+        return media, f"u-{media}"
+
+    async def upload_parts(self, upload_id, data):
+        await self._step("upload_parts")
+        self._maybe_crash("upload_parts")
+        return [{"part_number": 1, "etag": '"e1"'}]
+
+    async def complete(self, upload_id, parts, media_uuid):
+        await self._step("complete")
+        self.completed.add(media_uuid)
+        self._maybe_crash("complete")
+
+    async def wait_ready(self, media_uuid):
+        await self._step("wait_ready")
+        self._maybe_crash("wait_ready")
+
+    async def attach(self, folder, media_uuid):
+        await self._step("attach")
+        self.attached.setdefault(folder, set()).add(media_uuid)
+        self._maybe_crash("attach")
+
+    async def create_post(self, media_uuid, post):
+        await self._step("create_post")
+        self.posts.append(post | {"media": media_uuid})
+        return "post-1"
+
+
+CID = uuid.uuid4()
+NAME = f"ComfyUI_00001_--{CID}.png"
+
+
+def approved(vault="ppv", **extra):
+    payload = {"vault": vault, "price_cents": 1299 if vault == "ppv" else None, **extra}
+    return new_event("image.approved", creator="elena", key=CID, payload=payload)
+
+
+@pytest.fixture
+def world():
+    store, storage = FakeUploadStore(), InMemoryStorage()
+    store.review[CID] = (f"elena/3_review/{NAME}", "ComfyUI_00001_.png")
+    return store, storage
+
+
+async def run(event, store, storage, platform, **kw):
+    async def platform_for(creator):
+        return platform
+
+    return await upload.handle(
+        event, store=store, storage=storage, platform_for=platform_for,
+        vault_folder_for=lambda c, v: f"{c}-{v}", **kw,
+    )  # fmt: skip
+
+
+async def test_happy_path_files_the_image_and_emits_media_uploaded(world):
+    store, storage = world
+    await storage.put(f"elena/4_approved/ppv/{NAME}", b"stripped-png")
+    platform, event = FakePlatform(), approved()
+    state = await run(event, store, storage, platform)
+    assert state.step == "done" and state.media_uuid == "m1"
+    assert platform.calls == STEPS
+    assert platform.attached == {"elena-ppv": {"m1"}}
+    (uploaded,) = store.outbox
+    assert uploaded.type == "media.uploaded" and uploaded.event_id == derived_id(event.event_id, "media.uploaded")
+    assert uploaded.payload.vault_folder == "elena-ppv" and uploaded.payload.media_uuid == "m1"
+    assert await storage.get(f"elena/5_uploaded/ppv/{NAME}") == b"stripped-png"
+    assert not await storage.exists(f"elena/4_approved/ppv/{NAME}")
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_crash_after_any_platform_step_resumes_without_a_second_media(world, step):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    platform.crash_after = step
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)  # dies: the bus redelivers
+    state = await run(event, store, storage, platform)
+    assert state.step == "done"
+    assert len(platform.completed) == 1 and sum(len(v) for v in platform.attached.values()) == 1
+    # Only a crash inside create_session (before its answer was recorded) can orphan a session,
+    # and that orphan is never completed, so it never becomes a platform media.
+    assert len(platform.sessions) == (2 if step == "create_session" else 1)
+    assert [e.type for e in store.outbox] == ["media.uploaded"]
+
+
+@pytest.mark.parametrize("committed_step", ["created", "parts_done", "completed", "ready", "attached"])
+async def test_crash_right_after_a_step_is_committed_repeats_nothing(world, committed_step):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    real_save = store.save
+
+    async def save_then_die(state):
+        await real_save(state)
+        if state.step == committed_step:
+            raise Crash(committed_step)
+
+    store.save = save_then_die
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)
+    store.save = real_save
+    await run(event, store, storage, platform)
+    assert platform.calls == STEPS  # every step ran exactly once
+    assert [e.type for e in store.outbox] == ["media.uploaded"]
+
+
+async def test_redelivery_after_done_does_nothing(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    await run(event, store, storage, platform)
+    await run(event, store, storage, platform)
+    assert platform.calls == STEPS and len(store.outbox) == 1
+
+
+async def test_permanent_refusal_fails_visibly_and_retry_resumes_at_that_step(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    platform.refuse = "attach"
+    state = await run(event, store, storage, platform)
+    assert state.step == "failed" and state.failed_step == "ready"
+    failed = store.outbox[-1]
+    assert failed.type == "media.upload_failed" and "scope" in failed.payload.reason
+    # Delivered again (e.g. a replay): still failed, nothing new at the platform.
+    calls = list(platform.calls)
+    await run(event, store, storage, platform)
+    assert platform.calls == calls
+    # The operator fixes the scope and presses retry.
+    platform.refuse = None
+    retry = new_event("media.upload_retry_requested", creator="elena", key=CID, payload={"reviewer": "op"})
+    state = await run(retry, store, storage, platform)
+    assert state.step == "done" and platform.sessions == ["m1"]
+    assert platform.calls[len(calls) :] == ["attach"]
+    assert store.outbox[-1].event_id == derived_id(event.event_id, "media.uploaded")
+
+
+async def test_transient_errors_go_back_to_the_bus_until_the_last_attempt(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    platform.flaky = "complete"
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)
+    state = await run(event, store, storage, platform, final_attempt=True)
+    assert state.step == "failed" and "gave up" in store.outbox[-1].payload.reason
+
+
+async def test_a_feed_approval_can_ask_for_a_post(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform = FakePlatform()
+    post = {"audience": "subscribers", "text": "new set", "publish_at": "2026-12-01T10:00:00+00:00"}
+    await run(approved("feed", post=post, description="new set"), store, storage, platform)
+    assert platform.calls[-1] == "create_post"
+    assert platform.posts[0]["text"] == "new set" and platform.posts[0]["media"] == "m1"
+
+
+async def test_content_not_projected_yet_is_retried_later():
+    store = FakeUploadStore()
+    with pytest.raises(TransientError):
+        await run(approved(), store, InMemoryStorage(), FakePlatform())
+
+
+async def test_local_platform_runs_the_same_steps(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    state = await run(approved("archive"), store, storage, LocalPlatform())
+    assert state.step == "done" and uuid.UUID(state.media_uuid)
+    assert await storage.get(f"elena/5_uploaded/archive/{NAME}") == b"png"
+    assert store.outbox[0].payload.platform == "local"
