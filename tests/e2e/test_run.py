@@ -109,19 +109,38 @@ async def test_run_stack_end_to_end(tmp_path):
         ack = await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": event_id})
         await nc.close()
         assert ack.stream == "EVENTS"
+        # No file stands behind this hand-made event, so the crop handler reports it missing.
         db = await asyncpg.connect(rt["database_url"])
         try:
-            status = await wait_until(
-                lambda: db.fetchval("SELECT status FROM content WHERE id=$1", content_id), what="content row"
+            row = await wait_until(
+                lambda: db.fetchrow("SELECT * FROM content WHERE id=$1 AND status='crop_failed'", content_id),
+                what="content row",
             )
         finally:
             await db.close()
-        assert status == "generated"
+        assert row["original_filename"] == "ComfyUI_00007_.png" and "missing" in row["error"]
 
         history = cli("history", str(content_id), "--json", "--data-dir", str(data_dir), env=env)
         assert history.returncode == 0, history.stderr
         rows = [json.loads(line) for line in history.stdout.splitlines()]
-        assert [r["event_id"] for r in rows] == [event_id]
+        assert [r["type"] for r in rows] == ["image.generated", "image.crop_failed"]
+        assert rows[0]["event_id"] == event_id and rows[1]["causation_id"] == event_id
+
+        # A second process joins the tracker's durable consumer (scale-out) and stops cleanly.
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "vaultline", "worker", "tracker", "--data-dir", str(data_dir)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(worker_log, "ab"),  # noqa: SIM115
+        )  # fmt: skip
+        try:
+            await wait_until(lambda: "worker tracker running" in worker_log.read_text(), timeout=60, what="worker")
+            nc = await nats.connect(rt["nats_url"])
+            info = await nc.jetstream().consumer_info("EVENTS", "tracker")
+            await nc.close()
+            assert info.num_waiting >= 1  # pull requests from the stack and from the worker
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, worker_log.read_text()[-2000:]
 
         second = cli("run", "--data-dir", str(data_dir), env=env)
         assert second.returncode == 1
@@ -137,7 +156,7 @@ async def test_run_stack_end_to_end(tmp_path):
         rt = await wait_runtime(proc, data_dir, log)
         db = await asyncpg.connect(rt["database_url"])
         try:
-            assert await db.fetchval("SELECT status FROM content WHERE id=$1", content_id) == "generated"
+            assert await db.fetchval("SELECT status FROM content WHERE id=$1", content_id) == "crop_failed"
         finally:
             await db.close()
     finally:
