@@ -34,6 +34,7 @@ from vaultline.adapters.outbox import OutboxRelay
 from vaultline.adapters.platforms import PlatformResolver
 from vaultline.events import Envelope
 from vaultline.handlers import crop, dlq, tracker, upload
+from vaultline.handlers import library as library_files
 from vaultline.handlers.ingest import IngestResult, ingest
 from vaultline.handlers.ports import Storage
 from vaultline.settings import Settings
@@ -77,6 +78,15 @@ def _crop(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _library(p: Ports) -> RawHandler:
+    assert p.storage is not None
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await library_files.handle(event, storage=p.storage)
+
+    return event_handler(run)
+
+
 def _upload(p: Ports) -> RawHandler:
     from vaultline.adapters.db.uploads import PostgresUploadStore
 
@@ -110,6 +120,7 @@ def _dlq(p: Ports) -> RawHandler:
 HANDLERS: dict[str, HandlerFactory] = {
     "tracker": _tracker,
     "crop": _crop,
+    "library": _library,
     "upload": _upload,
     "dlq": _dlq,
 }
@@ -331,19 +342,32 @@ async def watch_comfy_folders(
 
 def background_tasks(runtime: Runtime) -> list[Any]:
     """Long-running coroutines `vaultline run` adds beside the handlers: one folder watcher
-    per creator with ComfyUI output folders configured."""
+    per creator with ComfyUI output folders configured, and the review-folder watcher that
+    turns files moved by hand into decisions."""
     tasks = []
     for slug, creator in runtime.settings.creators().items():
         if creator.comfy_output_dirs:
             tasks.append(watch_comfy_folders(runtime, slug, list(creator.comfy_output_dirs)))
+    if not runtime.settings.s3_bucket:  # deciding by moving files needs the library on local disk
+        from vaultline.adapters.folder_review import watch_review_folders
+
+        assert runtime.ports is not None
+        s = runtime.settings
+        tasks.append(watch_review_folders(runtime.ports.uow, s, s.library_root, runtime.stop_event))
     return tasks
 
 
 def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
-    """Admin HTTP routes beyond /health and /ready."""
+    """Admin HTTP routes beyond /health and /ready: the ingest hook, the review API, the page."""
     from vaultline.entrypoints.admin_ingest import ingest_routes
+    from vaultline.entrypoints.admin_review import review_routes
+    from vaultline.entrypoints.review_page import page_routes
 
     assert runtime.ports is not None
-    return ingest_routes(Ingestor(runtime.ports), runtime.settings)
+    return [
+        *ingest_routes(Ingestor(runtime.ports), runtime.settings),
+        *review_routes(ctx, runtime),
+        *page_routes(ctx),
+    ]
 
 

@@ -363,15 +363,23 @@ def ingest(
 def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
     from vaultline.entrypoints.fanvue_cli import fanvue_app
+    from vaultline.entrypoints.review_cli import review_app, status_command
 
     app.command("crop")(crop_command)
     app.add_typer(fanvue_app, name="fanvue")
+    app.add_typer(review_app, name="review")
+    app.command("status")(status_command)
 
 
 _register_subcommands()
 
 
 def main() -> None:
+    # Logs go to stderr from the first line on, so --json output on stdout stays parseable;
+    # `run`, `worker` and `admin` reconfigure at the configured level.
+    from vaultline.entrypoints.logs import configure_logging
+
+    configure_logging("WARNING")
     app()
 
 

@@ -134,8 +134,10 @@ async def test_a_refused_upload_is_visible_and_can_be_retried(settings, pool):
                     timeout=60,
                 )  # fmt: skip
                 assert "missing scope" in row["error"]
-                retry = new_event("media.upload_retry_requested", creator="elena", key=cid, payload={})
-                await rt.publisher.publish(retry)
+                # The operator presses retry: a decision through the outbox, like the page does.
+                from vaultline.handlers import review
+
+                await review.retry_upload(rt.ports.uow, cid, "operator")
                 row = await wait_until(
                     lambda: pool.fetchrow("SELECT * FROM content WHERE id=$1 AND status='uploaded'", cid), timeout=60
                 )

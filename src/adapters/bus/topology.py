@@ -52,6 +52,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="face-aware crop of new images",
         ),
         ConsumerSpec(
+            "library",
+            ("image.approved.>", "image.rejected.>"),
+            description="files decided images: 3_review/ -> 4_approved/<vault>/ or rejected/",
+        ),
+        ConsumerSpec(
             "upload",
             ("image.approved.>", "media.upload_retry_requested.>"),
             ack_wait_s=300.0,  # a multipart upload and the wait for the media to be ready

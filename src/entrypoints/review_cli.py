@@ -1,0 +1,296 @@
+"""`vaultline review list|approve|reject` and `vaultline status`: the review queue from a
+terminal. They write to the running stack's PostgreSQL through the same use cases as the
+admin API (handlers/review.py), so every decision lands in the outbox and the stack's relay
+publishes it; nothing here talks to NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vaultline.settings import Settings
+
+review_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The review queue: list, approve, reject.")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", envvar="VAULTLINE_DATA_DIR", help="Data directory [default: ./vaultline-data]")
+JsonOut = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    """Settings of the running stack, or a clear exit 2 when there is none."""
+    s = Settings()
+    if data_dir is not None:
+        s = s.model_copy(update={"data_dir": data_dir})
+    s = s.resolved()
+    if not s.database_url:
+        err.print(
+            f"[red]no running vaultline found[/red]: start one with `vaultline run --data-dir {s.data_dir}` "
+            "or set VAULTLINE_DATABASE_URL"
+        )
+        raise typer.Exit(2)
+    return s
+
+
+def _reviewer() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in a bare container
+        return "cli"
+
+
+def _with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    import asyncpg
+
+    from vaultline.adapters.db import create_pool
+
+    async def main() -> Any:
+        try:
+            pool = await create_pool(s.database_url, min_size=1, max_size=2)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
+            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
+            raise typer.Exit(2) from None
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- list
+
+
+@review_app.command("list")
+def list_command(
+    creator: str | None = typer.Option(None, "--creator", help="Only this persona."),
+    status: str = typer.Option("in_review", "--status", help="Status to list; 'all' for every status."),
+    flag: list[str] = typer.Option([], "--flag", help="needs_manual_crop | near_duplicate | fallback | face (repeatable)."),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many items, newest first."),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """List content (newest first): what waits for review, by default."""
+    from vaultline.adapters.db import review as queries
+    from vaultline.entrypoints.admin_review import item_json
+
+    s = _settings(data_dir)
+
+    async def work(pool: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        cursor = None
+        while len(rows) < limit:
+            page, cursor = await queries.list_content(
+                pool, status=None if status == "all" else status, creator=creator, flags=flag,
+                limit=min(queries.MAX_LIMIT, limit - len(rows)), cursor=cursor,
+            )  # fmt: skip
+            rows.extend(page)
+            if cursor is None:
+                break
+        return rows
+
+    try:
+        rows = _with_pool(s, work)
+    except ValueError as e:  # unknown status or flag
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    items = [item_json(r) for r in rows]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title=f"{len(items)} item(s) · status {status}" + (f" · {creator}" if creator else ""))
+    for col in ("id", "creator", "status", "file", "crop", "badges", "created"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        crop = i["crop_mode_used"] or ""
+        if i["cut_y"] is not None:
+            crop += f" @{i['cut_y']}"
+        table.add_row(i["id"], i["creator"], i["status"], i["original_filename"] or "", crop,
+                      ", ".join(i["badges"]), i["created_at"][:19].replace("T", " "))  # fmt: skip
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _decide_each(
+    s: Settings, ids: list[str], decide: Callable[[Any, Any, dict[str, Any]], Awaitable[dict[str, Any]]], as_json: bool
+) -> None:
+    """Run `decide(uow, content_id, row)` for each id, each in its own transaction; print one
+    line per id; exit 1 when any failed."""
+    from vaultline.adapters.db import PostgresUnitOfWorkFactory
+    from vaultline.adapters.db import review as queries
+    from vaultline.entrypoints.admin_review import item_json
+    from vaultline.handlers import review
+
+    async def work(pool: Any) -> list[dict[str, Any]]:
+        uow = PostgresUnitOfWorkFactory(pool)
+        results = []
+        for raw in ids:
+            # Same shape as the API's bulk results, plus the updated item.
+            try:
+                cid = review.parse_id(raw)
+                row = await queries.get_content(pool, cid)
+                if row is None:
+                    raise review.NotFound(f"no content with id {cid}")
+                new = await decide(uow, cid, row)
+                results.append({"id": raw, "ok": True, "status": 200, "item": item_json(new)})
+            except review.ReviewError as e:
+                results.append({"id": raw, "ok": False, "status": e.status, "error": e.message})
+        return results
+
+    results = _with_pool(s, work)
+    if as_json:
+        _print_json(results)
+    for r in results:
+        if not r["ok"]:
+            err.print(f"[red]{r['id']}[/red]: {r['error']} ({r['status']})")
+        elif not as_json:
+            item = r["item"]
+            line = f"{item['status']} {item['id']}"
+            if item["status"] == "approved":
+                line += f" → {item['vault']}"
+                if item["price_cents"] is not None:
+                    line += f" at ${item['price_cents'] / 100:.2f}"
+            out.print(line)
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+@review_app.command("approve")
+def approve_command(
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Content ids."),
+    vault: str | None = typer.Option(None, "--vault", help="feed | ppv | archive [default: the creator's default_vault]."),
+    price: int | None = typer.Option(
+        None, "--price", help="Price in cents (ppv) [default: the creator's default_ppv_price_cents]."
+    ),
+    tags: str | None = typer.Option(None, "--tags", help="Comma-separated, e.g. lingerie,red [default: tags already set]."),
+    category: str | None = typer.Option(None, "--category"),
+    description: str | None = typer.Option(None, "--description"),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Approve images in review into a vault (each id its own decision)."""
+    from vaultline.events import VAULTS
+    from vaultline.handlers import review
+
+    if vault is not None and vault not in VAULTS:
+        err.print(f"[red]unknown vault {vault!r}[/red]; use one of {', '.join(VAULTS)}")
+        raise typer.Exit(2)
+    s = _settings(data_dir)
+    reviewer = _reviewer()
+
+    async def decide(uow: Any, cid: Any, row: dict[str, Any]) -> dict[str, Any]:
+        creator = s.creator(row["creator"])
+        decision: dict[str, Any] = {"vault": vault or creator.default_vault}
+        if price is not None:
+            decision["price_cents"] = price
+        elif decision["vault"] == "ppv":
+            decision["price_cents"] = creator.default_ppv_price_cents
+        if tags is not None:
+            decision["tags"] = [t for t in tags.split(",") if t.strip()]
+        if category is not None:
+            decision["category"] = category
+        if description is not None:
+            decision["description"] = description
+        return await review.approve(uow, cid, decision, reviewer)
+
+    _decide_each(s, ids, decide, as_json)
+
+
+@review_app.command("reject")
+def reject_command(
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Content ids."),
+    reason: str = typer.Option(..., "--reason", help="Why (1-500 characters); kept with the event."),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Reject images in review (each id its own decision)."""
+    from vaultline.handlers import review
+
+    s = _settings(data_dir)
+    reviewer = _reviewer()
+
+    async def decide(uow: Any, cid: Any, row: dict[str, Any]) -> dict[str, Any]:
+        return await review.reject(uow, cid, reason, reviewer)
+
+    _decide_each(s, ids, decide, as_json)
+
+
+@review_app.command("retry-upload")
+def retry_upload_command(
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Content ids whose upload failed."),
+    as_json: bool = JsonOut,
+    data_dir: Path = DataDir,
+) -> None:
+    """Retry failed uploads; each resumes at the step that failed."""
+    from vaultline.handlers import review
+
+    s = _settings(data_dir)
+    reviewer = _reviewer()
+
+    async def decide(uow: Any, cid: Any, row: dict[str, Any]) -> dict[str, Any]:
+        return await review.retry_upload(uow, cid, reviewer)
+
+    _decide_each(s, ids, decide, as_json)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def status_command(as_json: bool = JsonOut, data_dir: Path = DataDir) -> None:
+    """How many images are at each stage, per creator."""
+    from vaultline.adapters.db import review as queries
+    from vaultline.domain.content import STATUSES
+
+    s = _settings(data_dir)
+
+    async def work(pool: Any) -> list[dict[str, Any]]:
+        return await queries.status_counts(pool)
+
+    counts = _with_pool(s, work)
+    stages = queries.stage_totals(counts)
+    if as_json:
+        _print_json({"counts": counts, "stages": stages})
+        return
+    if not counts:
+        out.print("no content yet")
+        return
+    columns = [st for st in STATUSES if stages.get(st)] + [st for st in stages if st not in STATUSES and stages[st]]
+    table = Table(title="content by stage")
+    table.add_column("creator")
+    for st in columns:
+        table.add_column(st, justify="right")
+    per: dict[str, dict[str, int]] = {}
+    for c in counts:
+        per.setdefault(c["creator"], {})[c["status"]] = c["count"]
+    for creator, by_status in per.items():
+        table.add_row(creator, *(str(by_status.get(st, 0) or "") for st in columns))
+    if len(per) > 1:
+        table.add_row("[b]all[/b]", *(f"[b]{stages[st]}[/b]" for st in columns))
+    out.print(table)
+
+
+# `python -m vaultline.entrypoints.review_cli review ...|status ...` runs these without the
+# main CLI (the same argv shape as `vaultline review ...` / `vaultline status`).
+standalone = typer.Typer(no_args_is_help=True, add_completion=False)
+standalone.add_typer(review_app, name="review")
+standalone.command("status")(status_command)
+
+if __name__ == "__main__":
+    standalone()
