@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -66,13 +66,29 @@ class TokenAuth:
         if given is not None and _cross_site(request):
             response: Response = JSONResponse({"error": "cross-site request refused"}, status_code=403)
         elif given is None:
-            response = JSONResponse({"error": "admin token required"}, status_code=401)
+            if _wants_page(request):
+                response = RedirectResponse("/login", status_code=303)
+            else:
+                response = JSONResponse({"error": "admin token required"}, status_code=401)
         elif not hmac.compare_digest(given.encode(), self.token):
-            response = JSONResponse({"error": "wrong admin token"}, status_code=403)
+            if _wants_page(request):  # a stale cookie (the token changed): sign in again
+                response = RedirectResponse("/login", status_code=303)
+                response.delete_cookie(COOKIE, path="/")
+            else:
+                response = JSONResponse({"error": "wrong admin token"}, status_code=403)
         else:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser navigating to a page (not a script or API call): send it to the login form."""
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("accept", "")
+        and not request.url.path.startswith("/api/")
+    )
 
 
 def _cross_site(request: Request) -> bool:
