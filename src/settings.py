@@ -102,7 +102,15 @@ class Settings(BaseSettings):
             out[slug] = CreatorConfig(slug=slug, **table)
         default = data.get("default_creator") or self.default_creator
         out.setdefault(default, CreatorConfig(slug=default))
+        if not any(c.comfy_output_dirs for c in out.values()):
+            # Nothing configured: the default creator watches DIR/inbox, so `make run` and a
+            # folder to drop images into (or to point ComfyUI's output at) is all it takes.
+            out[default] = out[default].model_copy(update={"comfy_output_dirs": [self.inbox_dir]})
         return out
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
 
     def creator(self, slug: str) -> CreatorConfig:
         if not SLUG_RE.match(slug):

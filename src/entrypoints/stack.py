@@ -66,6 +66,9 @@ class Stack:
         if applied:
             log.info("migrations applied", versions=applied)
 
+        for creator in s.creators().values():
+            for folder in creator.comfy_output_dirs:
+                folder.mkdir(parents=True, exist_ok=True)
         self.runtime = Runtime(s, list(HANDLERS))
         await self.runtime.start()
         for coro in background_tasks(self.runtime):
@@ -104,6 +107,9 @@ class Stack:
         _say(f"  admin     {self.admin.url}   (token: {self._token_hint()})")
         _say(f"  data dir  {self.data_dir}")
         _say(f"  library   {s.library_root.absolute()}")
+        for slug, creator in s.creators().items():
+            for folder in creator.comfy_output_dirs:
+                _say(f"  watching  {folder.absolute()}  (new images for {slug})")
         _say(f"  nats      {s.nats_url}{'  (embedded)' if self.nats else ''}")
         _say(f"  postgres  {_redact(s.database_url or '')}{'  (embedded)' if self.pg else ''}")
         _say(f"  handlers  {', '.join(self.runtime.handlers)}")

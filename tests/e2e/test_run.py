@@ -170,3 +170,29 @@ def test_commands_without_a_running_stack_say_how_to_start_one(tmp_path):
     r = cli("history", str(uuid.uuid4()), "--data-dir", str(tmp_path), env=clean_env())
     assert r.returncode == 2
     assert "no running vaultline" in r.stderr and "vaultline run" in r.stderr
+
+
+async def test_an_image_dropped_into_the_inbox_reaches_review(tmp_path):
+    """What an operator does after `make run` with no configuration at all."""
+    from tests.images import Placement, face_png
+
+    data_dir, log = tmp_path / "data", tmp_path / "run.log"
+    env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0"}
+    proc = start(data_dir, env, log)
+    try:
+        rt = await wait_runtime(proc, data_dir, log)
+        assert f"watching  {data_dir / 'inbox'}" in log.read_text()
+        (data_dir / "inbox" / "ComfyUI_00003_.png").write_bytes(face_png([Placement("astronaut")]))
+        token = (data_dir / "admin-token").read_text().strip()
+        async with httpx.AsyncClient(base_url=rt["admin_url"], headers={"Authorization": f"Bearer {token}"}) as http:
+
+            async def in_review():
+                items = (await http.get("/api/content", params={"status": "in_review"})).json()["items"]
+                return items or None
+
+            (item,) = await wait_until(in_review, timeout=90, what="the dropped image in review")
+        assert item["original_filename"] == "ComfyUI_00003_.png" and item["face_found"] is True
+        assert (data_dir / "library" / "default" / "3_review").iterdir().__next__().name.endswith(".png")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
