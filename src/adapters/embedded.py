@@ -235,7 +235,35 @@ def _conf_str(value: object) -> str:
     return json.dumps(str(value))
 
 
-class EmbeddedNats:
+class _ChildServer:
+    """What both embedded servers share: a child process in `_proc`, start()/stop(), and a
+    SIGKILL for crash tests (start() works again afterwards)."""
+
+    _proc: subprocess.Popen | None
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash (or the OOM killer) would."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> "_ChildServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedNats(_ChildServer):
     """nats-server with JetStream under `store_dir` (data in store_dir/jetstream; nats.conf,
     nats.log and nats.pid beside it), listening on 127.0.0.1 only.
 
@@ -390,20 +418,6 @@ class EmbeddedNats:
             _stop_process(proc, signal.SIGTERM, timeout, "nats-server")
         atexit.unregister(self.stop)
 
-    def kill(self) -> None:
-        """SIGKILL the server, as a crash would (for crash tests). start() works afterwards."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        atexit.unregister(self.stop)
-
-    def __enter__(self) -> EmbeddedNats:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -477,7 +491,7 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_ChildServer):
     """PostgreSQL 16 (pgserver wheel binaries) with its cluster in `data_dir`/pgdata.
 
     data_dir also holds postgres.log and the generated superuser password. First start runs
@@ -567,20 +581,6 @@ class EmbeddedPostgres:
         self._kill_leftovers()
         atexit.unregister(self.stop)
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster, as the OOM killer would (for crash tests)."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        atexit.unregister(self.stop)
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- internals ----------------------------------------------------------------------
 
