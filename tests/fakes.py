@@ -121,6 +121,10 @@ class FakeUploadStore:
             self.states[state.content_id] = self._copy(state)
         return self._copy(self.states[state.content_id])
 
+    async def get(self, content_id: uuid.UUID):
+        state = self.states.get(content_id)
+        return self._copy(state) if state else None
+
     async def save(self, state) -> None:
         self.states[state.content_id] = self._copy(state)
         self.saves.append(state.step)

@@ -67,6 +67,8 @@ class UploadStore(Protocol):
     async def start(self, state: UploadState) -> UploadState:
         """Insert the state if this content has none; return the stored one."""
 
+    async def get(self, content_id: uuid.UUID) -> UploadState | None: ...
+
     async def save(self, state: UploadState) -> None: ...
 
     async def finish(self, state: UploadState, uploaded: Envelope) -> None:
@@ -124,9 +126,10 @@ async def handle(
             )
         )
     elif isinstance(p, MediaUploadRetryRequested):
-        state = await store.start(UploadState(cid, event.creator, "", "", "", event.event_id))
-        if state.step != "failed":
-            return state  # nothing to retry (done, in progress, or never approved)
+        state = await store.get(cid)
+        if state is None or state.step != "failed":
+            log.warning("retry requested but no failed upload to resume", step=state and state.step)
+            return state  # nothing to retry (done, in progress, or never reached the uploader)
         state.step, state.error = state.failed_step or "pending", None
         await store.save(state)
         platform = await platform_for(event.creator)

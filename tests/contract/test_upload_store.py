@@ -26,6 +26,12 @@ class UploadStoreContract:
         assert (again.step, again.media_uuid, again.parts) == ("parts_done", "m1", [{"part_number": 1, "etag": '"x"'}])
         assert again.approval_event_id == first.approval_event_id
 
+    async def test_get_returns_none_until_started(self, store):
+        cid = uuid.uuid4()
+        assert await store.get(cid) is None
+        await store.start(state(cid))
+        assert (await store.get(cid)).step == "pending"
+
     async def test_finish_and_fail_conclude_with_their_event(self, store):
         for conclude, step, etype, payload in (
             (store.finish, "done", "media.uploaded",

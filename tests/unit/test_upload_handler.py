@@ -223,3 +223,10 @@ async def test_local_platform_runs_the_same_steps(world):
     assert state.step == "done" and uuid.UUID(state.media_uuid)
     assert await storage.get(f"elena/5_uploaded/archive/{NAME}") == b"png"
     assert store.outbox[0].payload.platform == "local"
+
+
+async def test_a_retry_with_nothing_failed_changes_nothing(world):
+    store, storage = world
+    retry = new_event("media.upload_retry_requested", creator="elena", key=CID, payload={})
+    assert await run(retry, store, storage, FakePlatform()) is None
+    assert store.states == {} and store.outbox == []
