@@ -126,10 +126,6 @@ HANDLERS: dict[str, HandlerFactory] = {
 }
 
 
-def register_handler(name: str, factory: HandlerFactory) -> None:
-    HANDLERS[name] = factory
-
-
 def build_storage(settings: Settings) -> Storage | None:
     """Local folders by default; S3 when a bucket is configured."""
     try:

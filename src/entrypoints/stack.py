@@ -76,7 +76,6 @@ class Stack:
 
         token = load_or_create_token(self.data_dir, s.admin_token)
         ctx = AdminContext(token=token, pool=self.runtime.pool, ready_checks=[self._nats_ok, self._db_ok])
-        ctx.extra["runtime"] = self.runtime
         routes = admin_routes(ctx, self.runtime)
         port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
         if port != s.admin_port:

@@ -4,9 +4,7 @@ the server's configuration by accident."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from vaultline.events import STREAM_SUBJECTS
+from dataclasses import dataclass
 
 EVENTS_STREAM = "EVENTS"
 ADVISORIES_STREAM = "ADVISORIES"
@@ -32,10 +30,7 @@ class ConsumerSpec:
     # Fields JetStream cannot change on an existing consumer; provision recreates only if asked.
     deliver_policy: str = "all"
     opt_start_seq: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
-
-ALL_EVENT_SUBJECTS = STREAM_SUBJECTS
 
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec

@@ -49,7 +49,3 @@ class PostgresDeadLetterStore:
             deliveries,
         )
         return inserted is not None
-
-    async def list(self, limit: int = 100) -> list[dict]:
-        rows = await self._pool.fetch("SELECT * FROM dead_letters ORDER BY id DESC LIMIT $1", limit)
-        return [dict(r) for r in rows]
