@@ -11,40 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, settings_for
 from vaultline.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 events_app = typer.Typer(no_args_is_help=True, help="The audit trail: events in the stream.")
 app.add_typer(events_app, name="events")
-
-out = Console()
-err = Console(stderr=True)
-
-DataDir = typer.Option(None, "--data-dir", envvar="VAULTLINE_DATA_DIR", help="Data directory [default: ./vaultline-data]")
-JsonOut = typer.Option(False, "--json", help="Machine-readable output.")
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    s = Settings()
-    if data_dir is not None:
-        s = s.model_copy(update={"data_dir": data_dir})
-    return s
-
-
-def connected(data_dir: Path | None, *, need_db: bool = False) -> Settings:
-    """Settings with the URLs of a running stack, or a clear exit when there is none."""
-    s = settings_for(data_dir).resolved()
-    if not s.nats_url or (need_db and not s.database_url):
-        err.print(
-            f"[red]no running vaultline found[/red]: start one with `vaultline run --data-dir {s.data_dir}` "
-            "or set VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL"
-        )
-        raise typer.Exit(2)
-    return s
-
 
 def _logging(s: Settings, to_file: bool) -> None:
     from vaultline.entrypoints.logs import configure_logging

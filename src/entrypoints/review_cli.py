@@ -1,4 +1,4 @@
-"""`vaultline review list|approve|reject` and `vaultline status`: the review queue from a
+"""`vaultline review list|approve|reject|retry-upload` and `vaultline status`: the review queue from a
 terminal. They write to the running stack's PostgreSQL through the same use cases as the
 admin API (handlers/review.py), so every decision lands in the outbox and the stack's relay
 publishes it; nothing here talks to NATS."""
@@ -14,33 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
 from vaultline.settings import Settings
 
-review_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The review queue: list, approve, reject.")
-
-out = Console()
-err = Console(stderr=True)
-
-DataDir = typer.Option(None, "--data-dir", envvar="VAULTLINE_DATA_DIR", help="Data directory [default: ./vaultline-data]")
-JsonOut = typer.Option(False, "--json", help="Machine-readable output.")
+review_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The review queue: list, approve, reject, retry failed uploads.")
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    """Settings of the running stack, or a clear exit 2 when there is none."""
-    s = Settings()
-    if data_dir is not None:
-        s = s.model_copy(update={"data_dir": data_dir})
-    s = s.resolved()
-    if not s.database_url:
-        err.print(
-            f"[red]no running vaultline found[/red]: start one with `vaultline run --data-dir {s.data_dir}` "
-            "or set VAULTLINE_DATABASE_URL"
-        )
-        raise typer.Exit(2)
-    return s
+    return connected(data_dir, need_db=True, need_nats=False)
 
 
 def _reviewer() -> str:
