@@ -247,6 +247,11 @@ class _ChildServer:
     def stop(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int | None:
+        """The server's pid (the postmaster's for PostgreSQL) while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash (or the OOM killer) would."""
         proc, self._proc = self._proc, None
@@ -301,10 +306,6 @@ class EmbeddedNats(_ChildServer):
             raise EmbeddedServerError("EmbeddedNats has not been started")
         auth = f"{self.auth_token}@" if self.auth_token else ""
         return f"nats://{auth}127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def start(self) -> str:
         """Start the server (no-op if running) and return its URL once it accepts clients."""
@@ -531,11 +532,6 @@ class EmbeddedPostgres(_ChildServer):
         if self.port is None:
             raise EmbeddedServerError("EmbeddedPostgres has not been started")
         return f"postgresql://{self.role}:{self._password()}@127.0.0.1:{self.port}/{self.database}"
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while it runs."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def start(self) -> str:
         """Start (initdb on first use), create database `vaultline` if missing, return the URL."""

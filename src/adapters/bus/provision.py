@@ -85,6 +85,12 @@ class ProvisionReport:
     consumers: dict[str, str]
 
 
+def _applied(wanted: StreamConfig | ConsumerConfig, have: StreamConfig | ConsumerConfig) -> bool:
+    """Every setting we declare already holds on the server (fields we leave unset don't count)."""
+    current = have.as_dict()
+    return all(current.get(k) == v for k, v in wanted.as_dict().items() if v is not None)
+
+
 async def ensure_stream(js: JetStreamContext, cfg: StreamConfig) -> str:
     try:
         info = await js.stream_info(cfg.name)
@@ -95,9 +101,7 @@ async def ensure_stream(js: JetStreamContext, cfg: StreamConfig) -> str:
     if (current.num_replicas or 1) > (cfg.num_replicas or 1):
         # A process started with the default (1) must not shrink a cluster's R3 stream.
         cfg = StreamConfig.from_response({**cfg.as_dict(), "num_replicas": current.num_replicas})
-    wanted = {k: v for k, v in cfg.as_dict().items() if v is not None}
-    have = current.as_dict()
-    if all(have.get(k) == v for k, v in wanted.items()):
+    if _applied(cfg, current):
         return "unchanged"
     await js.update_stream(cfg)
     return "updated"
@@ -109,11 +113,8 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec, *, default_m
         info = await js.consumer_info(spec.stream, spec.name)
     except NotFoundError:
         info = None
-    if info is not None:
-        have = info.config.as_dict()
-        wanted = {k: v for k, v in cfg.as_dict().items() if v is not None}
-        if all(have.get(k) == v for k, v in wanted.items()):
-            return "unchanged"
+    if info is not None and _applied(cfg, info.config):
+        return "unchanged"
     try:
         await js.add_consumer(spec.stream, cfg)
     except BadRequestError as e:
