@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.test_run import cli, clean_env, leftovers, start, wait_runtime
+from tests.e2e.test_run import cli, running_stack
 from tests.images import Placement, comfy_text, face_png
 from tests.waiting import wait_until
 
@@ -59,14 +58,9 @@ async def history_types(data_dir: Path, env: dict[str, str], content_id: str) ->
 async def test_review_page_in_chromium(tmp_path):
     from playwright.async_api import async_playwright, expect
 
-    data_dir = tmp_path / "data"
-    log = tmp_path / "run.log"
-    env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0"}
-    proc = start(data_dir, env, log)
-    try:
-        rt = await wait_runtime(proc, data_dir, log)
-        base = rt["admin_url"]
-        token = (data_dir / "admin-token").read_text().strip()
+    async with running_stack(tmp_path) as stack:
+        data_dir, env, token = stack.data_dir, stack.env, stack.token
+        base = stack.rt["admin_url"]
         auth = {"Authorization": f"Bearer {token}"}
 
         async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
@@ -264,13 +258,6 @@ async def test_review_page_in_chromium(tmp_path):
             other_decision = "image.rejected" if decision == "image.approved" else "image.approved"
             assert other_decision not in types, types
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-    assert leftovers(data_dir) == []
 
 
 async def _has(types_coro, wanted: str) -> list[str] | None:

@@ -4,8 +4,6 @@ upload queue, and a retry that lost a race showing its 409 on the card."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import uuid
 
 import asyncpg
@@ -13,7 +11,7 @@ import httpx
 
 from tests.e2e import test_review_browser as browser_test
 from tests.e2e.test_review_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, history_types
-from tests.e2e.test_run import clean_env, leftovers, start, wait_runtime
+from tests.e2e.test_run import running_stack
 from tests.images import Placement, face_png
 from tests.waiting import wait_until
 
@@ -26,14 +24,9 @@ MARKUP = '<img src=x onerror="alert(1)"> Fanvue refused (422): bad <b>caption</b
 async def test_failed_uploads_view_in_chromium(tmp_path):
     from playwright.async_api import async_playwright, expect
 
-    data_dir = tmp_path / "data"
-    log = tmp_path / "run.log"
-    env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0"}
-    proc = start(data_dir, env, log)
-    try:
-        rt = await wait_runtime(proc, data_dir, log)
-        base = rt["admin_url"]
-        token = (data_dir / "admin-token").read_text().strip()
+    async with running_stack(tmp_path) as stack:
+        data_dir, env, token = stack.data_dir, stack.env, stack.token
+        base = stack.rt["admin_url"]
         auth = {"Authorization": f"Bearer {token}"}
 
         async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
@@ -63,7 +56,7 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
             # platform that refuses, and that failure path (platform error -> media.upload_failed ->
             # upload_failed row) is covered by tests/integration/test_upload.py. This test is about
             # the page and the retry route.
-            db = await asyncpg.connect(rt["database_url"])
+            db = await asyncpg.connect(stack.rt["database_url"])
             try:
                 for cid, error, vault, price in ((retried, SCOPE, "feed", None), (raced, MARKUP, "ppv", 1250)):
                     done = await db.execute(
@@ -199,10 +192,3 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
             )
             assert types.count("media.upload_retry_requested") == 1, types
 
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-    assert leftovers(data_dir) == []

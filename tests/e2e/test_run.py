@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -50,6 +52,33 @@ async def wait_runtime(proc: subprocess.Popen, data_dir: Path, log: Path) -> dic
         return json.loads(path.read_text()) if path.exists() else None
 
     return await wait_until(ready, timeout=90, what="runtime.json")
+
+
+@dataclass
+class RunningStack:
+    rt: dict  # runtime.json
+    data_dir: Path
+    token: str
+    env: dict[str, str]  # for CLI subprocesses against this stack
+
+
+@contextlib.asynccontextmanager
+async def running_stack(tmp_path: Path):
+    """`vaultline run` on tmp_path/data with no configuration, as an operator starts it. On
+    exit it must stop cleanly on SIGTERM and leave no server process behind."""
+    data_dir, log = tmp_path / "data", tmp_path / "run.log"
+    env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0"}
+    proc = start(data_dir, env, log)
+    try:
+        rt = await wait_runtime(proc, data_dir, log)
+        yield RunningStack(rt, data_dir, (data_dir / "admin-token").read_text().strip(), env)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert leftovers(data_dir) == []
 
 
 def leftovers(data_dir: Path) -> list[str]:
@@ -176,15 +205,12 @@ async def test_an_image_dropped_into_the_inbox_reaches_review(tmp_path):
     """What an operator does after `make run` with no configuration at all."""
     from tests.images import Placement, face_png
 
-    data_dir, log = tmp_path / "data", tmp_path / "run.log"
-    env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0"}
-    proc = start(data_dir, env, log)
-    try:
-        rt = await wait_runtime(proc, data_dir, log)
-        assert f"watching  {data_dir / 'inbox'}" in log.read_text()
+    async with running_stack(tmp_path) as stack:
+        data_dir = stack.data_dir
+        assert f"watching  {data_dir / 'inbox'}" in (tmp_path / "run.log").read_text()
         (data_dir / "inbox" / "ComfyUI_00003_.png").write_bytes(face_png([Placement("astronaut")]))
-        token = (data_dir / "admin-token").read_text().strip()
-        async with httpx.AsyncClient(base_url=rt["admin_url"], headers={"Authorization": f"Bearer {token}"}) as http:
+        auth = {"Authorization": f"Bearer {stack.token}"}
+        async with httpx.AsyncClient(base_url=stack.rt["admin_url"], headers=auth) as http:
 
             async def in_review():
                 items = (await http.get("/api/content", params={"status": "in_review"})).json()["items"]
@@ -193,6 +219,3 @@ async def test_an_image_dropped_into_the_inbox_reaches_review(tmp_path):
             (item,) = await wait_until(in_review, timeout=90, what="the dropped image in review")
         assert item["original_filename"] == "ComfyUI_00003_.png" and item["face_found"] is True
         assert (data_dir / "library" / "default" / "3_review").iterdir().__next__().name.endswith(".png")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
