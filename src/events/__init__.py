@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -165,46 +165,135 @@ class MediaUploadRetryRequested(Payload):
     reviewer: str | None = None
 
 
+# --------------------------------------------------------------------------- fans, sends, sales, chat
+# Fan ids are the platform's fan uuid (Fanvue), or any subject-safe name on the local platform.
+FanId = Annotated[str, Field(pattern=KEY_RE.pattern)]
+SaleKind = Literal["purchase", "tip", "subscription", "renewal", "other"]
+FactSource = Literal["webhook", "sync", "earnings", "local"]
+
+
+class FanRef(Payload):
+    """Who a fan is, as the platform told us (any field may be unknown)."""
+
+    handle: str | None = None
+    display_name: str | None = None
+
+
 class MediaSent(Payload):
+    """One content went to one fan in a message (a message with N images is N events, key =
+    content id, sharing message_uuid). Only a person's action sends: `sent_by` says who."""
+
     platform: str
-    fan_id: str
+    fan_id: FanId
     content_id: uuid.UUID
     message_uuid: str
-    price_cents: int | None = Field(default=None, ge=0)
+    price_cents: int | None = Field(default=None, ge=0)  # the message's price (PPV); None = free
+    text: str | None = Field(default=None, max_length=5000)
+    bundle: list[uuid.UUID] = Field(default_factory=list)  # every content of that message
+    forced: bool = False
+    reason: str | None = Field(default=None, max_length=500)  # why a duplicate was forced
+    sent_by: str | None = None
+
+    @model_validator(mode="after")
+    def _forced_needs_reason(self) -> "MediaSent":
+        if self.forced and not (self.reason and self.reason.strip()):
+            raise ValueError("a forced send needs a reason")
+        return self
 
 
 class MessageReceived(Payload):
     platform: str
-    fan_id: str
+    fan_id: FanId
     message_uuid: str
-    text: str
+    text: str = Field(default="", max_length=20000)
     sent_at: datetime | None = None
+    fan: FanRef = FanRef()
+    media_uuids: list[str] = Field(default_factory=list)
+    price_cents: int | None = Field(default=None, ge=0)
+    source: FactSource = "local"
+
+
+class MessageRead(Payload):
+    """The creator read a fan's messages (Fanvue's message-read webhook)."""
+
+    platform: str
+    fan_id: FanId
+    read_count: int = Field(default=0, ge=0)
+    source: FactSource = "webhook"
+
+
+class PpvOffer(Payload):
+    content_id: uuid.UUID
+    price_cents: int = Field(ge=0)
 
 
 class ReplySuggested(Payload):
+    """Drafts for a person to approve, or why there are none. The chat handler only drafts."""
+
     message_event_id: uuid.UUID
-    fan_id: str
-    drafts: list[str]
-    model: str
+    fan_id: FanId
+    status: Literal["ready", "pending", "failed", "flagged"] = "ready"
+    drafts: list[str] = Field(default_factory=list, max_length=3)
+    offer: PpvOffer | None = None
+    flags: list[str] = Field(default_factory=list)  # guardrail reasons, for a person
+    reason: str | None = None  # why pending/failed
+    model: str | None = None
 
 
 class MessageSent(Payload):
+    """A reply a person approved went out (edited or not)."""
+
     platform: str
-    fan_id: str
+    fan_id: FanId
     message_uuid: str
-    text: str
+    text: str = Field(max_length=5000)
     approved_by: str
+    suggestion_event_id: uuid.UUID | None = None
+    draft: int | None = Field(default=None, ge=1)  # which draft (1-based), None = typed by hand
+    edited: bool = False
+    offer: PpvOffer | None = None
+
+
+class ReplyDiscarded(Payload):
+    fan_id: FanId
+    suggestion_event_id: uuid.UUID | None = None
+    discarded_by: str
 
 
 class SaleRecorded(Payload):
-    sale_id: str
-    kind: Literal["purchase", "tip", "subscription", "renewal", "other"]
-    amount_cents: int = Field(ge=0)
+    """Money from a fan, as one source saw it. The sales handler matches it to a send and
+    counts it once whichever sources report it (dedupe_key, then platform ids, then
+    fan + amount + time)."""
+
+    dedupe_key: str = Field(min_length=1, max_length=300)
+    kind: SaleKind
+    gross_cents: int = Field(ge=0)
+    net_cents: int | None = Field(default=None, ge=0)
     currency: str = "USD"
     platform: str
-    fan_id: str | None = None
-    content_id: uuid.UUID | None = None
+    source: FactSource
+    sold_at: datetime
+    fan_id: FanId | None = None
+    fan: FanRef = FanRef()
+    route_uuid: str | None = None  # Fanvue purchase webhook: the purchased message
     message_uuid: str | None = None
+    post_uuid: str | None = None
+    content_id: uuid.UUID | None = None  # when the source already knows it (local platform)
+
+
+class FanFollowed(Payload):
+    platform: str
+    fan_id: FanId
+    fan: FanRef = FanRef()
+    source: FactSource = "webhook"
+
+
+class FanSubscribed(Payload):
+    platform: str
+    fan_id: FanId
+    fan: FanRef = FanRef()
+    price_cents: int | None = Field(default=None, ge=0)
+    source: FactSource = "webhook"
 
 
 PAYLOADS: dict[str, type[Payload]] = {
@@ -219,14 +308,18 @@ PAYLOADS: dict[str, type[Payload]] = {
     "media.upload_retry_requested": MediaUploadRetryRequested,
     "media.sent": MediaSent,
     "message.received": MessageReceived,
+    "message.read": MessageRead,
     "reply.suggested": ReplySuggested,
+    "reply.discarded": ReplyDiscarded,
     "message.sent": MessageSent,
     "sale.recorded": SaleRecorded,
+    "fan.followed": FanFollowed,
+    "fan.subscribed": FanSubscribed,
 }
 # The schema version each type is published with today. Bump on an incompatible change.
 SCHEMA_VERSIONS: dict[str, int] = {t: 1 for t in PAYLOADS}
 
-STREAM_SUBJECTS: tuple[str, ...] = ("image.>", "media.>", "message.>", "reply.>", "sale.>")
+STREAM_SUBJECTS: tuple[str, ...] = ("image.>", "media.>", "message.>", "reply.>", "sale.>", "fan.>")
 
 
 # --------------------------------------------------------------------------- envelope
@@ -340,6 +433,12 @@ __all__ = [
     "STREAM_SUBJECTS",
     "VAULTS",
     "ComfyMeta",
+    "FanFollowed",
+    "FanRef",
+    "FanSubscribed",
+    "MessageRead",
+    "PpvOffer",
+    "ReplyDiscarded",
     "CutBox",
     "Envelope",
     "FeedPost",

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vaultline.domain.content import REVIEWABLE, project
+from vaultline.domain.errors import Conflict, Invalid, NotFound, UserError
 from vaultline.events import (
     Envelope,
     ImageApproved,
@@ -31,26 +32,8 @@ MAX_TAGS = 32
 MAX_TAG_LEN = 64
 
 
-class ReviewError(Exception):
-    """Base of the errors a reviewer can cause; `status` is the HTTP status it maps to."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Invalid(ReviewError):
-    status = 400
-
-
-class NotFound(ReviewError):
-    status = 404
-
-
-class Conflict(ReviewError):
-    status = 409
+# The errors of a review decision are the use cases' shared ones (one HTTP mapping for all).
+ReviewError = UserError
 
 
 # --------------------------------------------------------------------------- validation

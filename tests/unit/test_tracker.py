@@ -106,7 +106,8 @@ async def test_events_outside_the_projection_are_recorded_but_change_nothing():
     uow = FakeUnitOfWorkFactory()
     sale = new_event(
         "sale.recorded", creator="elena", key=CID,
-        payload={"sale_id": "s1", "kind": "tip", "amount_cents": 500, "platform": "local"},
+        payload={"dedupe_key": "local:s1", "kind": "tip", "gross_cents": 500, "platform": "local",
+                 "source": "local", "sold_at": "2026-01-01T00:00:00Z"},
     )  # fmt: skip
     assert await tracker.handle(sale, uow=uow) is True
     assert uow.db.content == {}
