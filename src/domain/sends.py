@@ -32,8 +32,6 @@ PURCHASE_AFTER_SEND = timedelta(days=60)
 # Clocks differ a little between Fanvue and us.
 CLOCK_SKEW = timedelta(minutes=5)
 
-LIVE_STATUSES = ("reserved", "sent", "unknown")
-
 
 # --------------------------------------------------------------------------- the guard
 

@@ -12,34 +12,39 @@ import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
 from vaultline.domain.errors import Conflict
-from vaultline.domain.sends import LIVE_STATUSES, PriorSend
+from vaultline.domain.sends import PriorSend
 from vaultline.events import Envelope
 from vaultline.handlers.sends import AttemptRow, ContentForSend, NewSend
 
-HISTORY_SQL = """
-SELECT s.id, s.attempt_id, s.content_id, c.phash, s.status, s.reserved_at, s.sent_at, s.message_uuid,
-       s.price_cents, s.generation
-FROM sends s LEFT JOIN content c ON c.id = s.content_id
-WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.status <> 'failed'
-"""
+HISTORY_COLUMNS = """s.id, s.attempt_id, s.content_id, c.phash, s.status, s.reserved_at, s.sent_at, s.message_uuid,
+       s.price_cents, s.generation"""
+HISTORY_FROM = """FROM sends s LEFT JOIN content c ON c.id = s.content_id
+WHERE s.creator = {0} AND s.platform = {1} AND s.fan_id = {2} AND s.status <> 'failed'"""
+HISTORY_SQL = f"SELECT {HISTORY_COLUMNS} {HISTORY_FROM.format('$1', '$2', '$3')}"
+# The guard's reads in one round trip: the contents asked for and the fan's live sends.
+GUARD_SQL = f"""SELECT
+    (SELECT array_agg(ROW(id, creator, status, platform, fanvue_media_uuid, phash, price_cents))
+     FROM content WHERE id = ANY($1)) AS contents,
+    (SELECT array_agg(ROW({HISTORY_COLUMNS})) {HISTORY_FROM.format('$2', '$3', '$4')}) AS history"""
 
 
 def fan_lock_key(creator: str, platform: str, fan_id: str) -> str:
     return f"fan:{creator}:{platform}:{fan_id}"
 
 
-def prior(row: asyncpg.Record) -> PriorSend:
+def prior(row: asyncpg.Record | tuple) -> PriorSend:
+    send_id, attempt_id, content_id, phash, status, reserved_at, sent_at, message_uuid, price_cents, generation = row
     return PriorSend(
-        send_id=row["id"],
-        content_id=row["content_id"],
-        phash=row["phash"],
-        status=row["status"],
-        reserved_at=row["reserved_at"],
-        sent_at=row["sent_at"],
-        message_uuid=row["message_uuid"],
-        price_cents=row["price_cents"],
-        generation=row["generation"],
-        attempt_id=row["attempt_id"],
+        send_id=send_id,
+        content_id=content_id,
+        phash=phash,
+        status=status,
+        reserved_at=reserved_at,
+        sent_at=sent_at,
+        message_uuid=message_uuid,
+        price_cents=price_cents,
+        generation=generation,
+        attempt_id=attempt_id,
     )
 
 
@@ -49,7 +54,7 @@ async def fan_history(conn: asyncpg.Connection | asyncpg.Pool, creator: str, pla
 
 async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_id: str, seen_at: datetime | None) -> None:
     await conn.execute(
-        """INSERT INTO fans(creator, platform, fan_id, first_seen_at) VALUES ($1, $2, $3, $4)
+        """INSERT INTO fans(creator, platform, fan_id, first_seen_at) VALUES ($1, $2, $3, COALESCE($4, now()))
            ON CONFLICT (creator, platform, fan_id) DO UPDATE
            SET first_seen_at = LEAST(fans.first_seen_at, EXCLUDED.first_seen_at)""",
         creator, platform, fan_id, seen_at,
@@ -59,22 +64,20 @@ async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_
 class PostgresFanTx:
     def __init__(self, conn: asyncpg.Connection, creator: str, platform: str, fan_id: str) -> None:
         self.conn, self.creator, self.platform, self.fan_id = conn, creator, platform, fan_id
+        self._history: list[PriorSend] | None = None  # read together with the contents
 
     async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]:
-        rows = await self.conn.fetch(
-            "SELECT id, creator, status, platform, fanvue_media_uuid, phash, price_cents FROM content WHERE id = ANY($1)",
-            list(ids),
-        )
-        return [
-            ContentForSend(r["id"], r["creator"], r["status"], r["platform"], r["fanvue_media_uuid"], r["phash"], r["price_cents"])
-            for r in rows
-        ]
+        row = await self.conn.fetchrow(GUARD_SQL, list(ids), self.creator, self.platform, self.fan_id)
+        self._history = [prior(t) for t in row["history"] or []]
+        return [ContentForSend(*t) for t in row["contents"] or []]
 
     async def history(self) -> list[PriorSend]:
+        if self._history is not None:
+            return self._history
         return await fan_history(self.conn, self.creator, self.platform, self.fan_id)
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
-        await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, await self.conn.fetchval("SELECT now()"))
+        await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, None)
         try:
             async with self.conn.transaction():  # a savepoint: the error message below needs the connection
                 await self.conn.executemany(
@@ -158,4 +161,4 @@ class PostgresSendStore:
         return bool(await self._pool.fetchval("SELECT 1 FROM sends WHERE message_uuid = $1 LIMIT 1", message_uuid))
 
 
-__all__ = ["LIVE_STATUSES", "PostgresSendStore", "fan_history", "upsert_fan"]
+__all__ = ["PostgresSendStore", "fan_history", "upsert_fan"]
