@@ -242,7 +242,7 @@ FANS_BODY = """
   <section id="fan-page" hidden aria-label="One fan">
     <p><a href="/fans" id="back">← all fans</a></p>
     <h2 id="fan-title"></h2>
-    <p id="fan-facts" class="stages"></p>
+    <p id="fan-facts" class="facts"></p>
     <h3>Received</h3>
     <div id="received" class="grid fan-grid" aria-label="Images this fan received"></div>
     <p id="received-empty" class="empty" hidden>Nothing sent to this fan yet.</p>
