@@ -22,8 +22,12 @@ from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE, phash_distance
 # Fanvue's PPV minimum per the research notes (third-party sources: 300, some say 200). A
 # price of 0/None is a free message.
 PPV_MIN_CENTS = 300
-# A reserved row older than this is treated like `unknown`: its process may have died mid-call.
-STALE_RESERVATION = timedelta(minutes=2)
+# A reserved row older than this is treated like `unknown`: its process died mid-call. It must
+# exceed SEND_DEADLINE by a margin, so a slow but live sender is never second-guessed.
+STALE_RESERVATION = timedelta(minutes=10)
+# The platform call of a send (rate-limit waits included) is abandoned after this and treated
+# as ambiguous (reconciled by reading the fan's messages).
+SEND_DEADLINE = timedelta(minutes=5)
 # Two reports of one sale from different sources (webhook / sync / earnings) with no shared
 # platform id: same fan, same amount, within this window.
 SALE_MATCH_WINDOW = timedelta(minutes=10)

@@ -18,6 +18,7 @@ The platform has no idempotency key, so the order of things is what makes it exa
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -230,7 +231,6 @@ async def send(
     store: SendStore,
     platform: MessagePlatform,
     now: Callable[[], datetime] = utcnow,
-    on_reserved: Callable[[uuid.UUID], Any] | None = None,
 ) -> SendResult:
     """Reserve, call the platform once, record the outcome. Raises Conflict when the fan
     already has a content (or a near-copy) and the send is not forced."""
@@ -266,33 +266,48 @@ async def send(
                 break
         # Earlier sends to this fan whose outcome is unknown: settle them before sending again.
         for attempt in {p.attempt_id or p.send_id for p in pending}:
-            await reconcile(attempt, store=store, platform=platform)
+            settled = await reconcile(attempt, store=store, platform=platform)
+            if settled.status == "unknown":
+                raise Conflict(
+                    f"an earlier send to fan {req.fan_id} (contents {', '.join(map(str, settled.content_ids))}) is "
+                    f"unconfirmed and {platform.name} cannot be read to settle it now; nothing was sent, try again later"
+                )
     else:
         raise Conflict(f"earlier sends to fan {req.fan_id} are still unsettled; try again shortly")
 
-    if on_reserved is not None:
-        on_reserved(attempt_id)
     rows = await store.attempt(attempt_id)
     media = [r.media_uuid or "" for r in sorted(rows, key=lambda r: req.content_ids.index(r.content_id))]
     try:
-        message_uuid = await platform.send_message(req.fan_id, req.text, media, req.price_cents or None)
+        message_uuid = await asyncio.wait_for(
+            platform.send_message(req.fan_id, req.text, media, req.price_cents or None),
+            rules.SEND_DEADLINE.total_seconds(),
+        )
+    except TimeoutError:
+        await store.mark(attempt_id, "unknown", f"no answer within {rules.SEND_DEADLINE}")
+        return await _settle_or_explain(attempt_id, store, platform, "no answer in time")
     except SendRefused as e:
         await store.mark(attempt_id, "failed", str(e))
         raise Invalid(f"{platform.name} refused the message: {e}") from None
     except SendOutcomeUnknown as e:
         log.warning("send outcome unknown; reconciling", attempt=str(attempt_id), error=str(e))
         await store.mark(attempt_id, "unknown", str(e))
-        result = await reconcile(attempt_id, store=store, platform=platform)
-        if result.status != "sent":
-            raise Conflict(
-                f"{platform.name} did not confirm the message ({e}); nothing was delivered, so it was released "
-                "and may be sent again"
-                if result.status == "failed"
-                else f"{platform.name} did not confirm the message ({e}) and its messages could not be read; "
-                "the send stays unknown and is settled before any retry"
-            ) from None
-        return result
+        return await _settle_or_explain(attempt_id, store, platform, str(e))
     return await _finish(attempt_id, message_uuid, store=store, platform=platform, when=now(), reconciled=False)
+
+
+async def _settle_or_explain(attempt_id: uuid.UUID, store: SendStore, platform: MessagePlatform, why: str) -> SendResult:
+    result = await reconcile(attempt_id, store=store, platform=platform)
+    if result.status == "sent":
+        return result
+    if result.status == "failed":
+        raise Conflict(
+            f"{platform.name} did not confirm the message ({why}); nothing was delivered, so it was released "
+            "and may be sent again"
+        )
+    raise Conflict(
+        f"{platform.name} did not confirm the message ({why}) and its messages could not be read; "
+        "the send stays unknown and is settled before any retry"
+    )
 
 
 def _events(rows: Sequence[AttemptRow], platform: str, message_uuid: str) -> list[Envelope]:

@@ -264,3 +264,23 @@ async def test_two_processes_sending_the_same_content_make_one_platform_call(poo
     assert ok["status"] == "sent"
     assert fanvue.count("chats.send") == 1 and len(fanvue.sent_messages("fan-1")) == 1
     assert await pool.fetchval("SELECT count(*) FROM sends WHERE status <> 'failed'") == 1
+
+
+async def test_a_platform_call_past_the_send_deadline_is_reconciled(pool, fanvue, monkeypatch):
+    """The client would wait longer (rate-limit pauses, a slow Fanvue): the send gives up at its
+    own deadline, well before another sender would treat the reservation as stale."""
+    from datetime import timedelta
+
+    from vaultline.domain import sends as rules
+
+    monkeypatch.setattr(rules, "SEND_DEADLINE", timedelta(seconds=0.5))
+    client = FanvueClient(StaticTokenProvider(fanvue.issue_tokens()["access_token"]), base_url=fanvue.base_url, timeout=30)
+    try:
+        [media] = fanvue.add_ready_media()
+        cid = await uploaded(pool, platform="fanvue", media=media)
+        fanvue.hang_after_commit("chats.send", delay=2.0)
+        result = await sends.send(req(cid), store=PostgresSendStore(pool), platform=FanvuePlatform(client))
+        assert result.status == "sent" and result.reconciled
+        assert result.message_uuid == fanvue.sent_messages("fan-1")[0]["uuid"] and fanvue.count("chats.send") == 1
+    finally:
+        await client.aclose()

@@ -57,7 +57,7 @@ def test_content_without_a_phash_is_only_guarded_exactly():
 
 
 def test_unknown_and_stale_reservations_must_be_settled_first():
-    now = T0 + timedelta(minutes=10)
+    now = T0 + rules.STALE_RESERVATION + timedelta(seconds=1)
     fresh = prior(uuid.uuid4(), BASE, status="reserved")
     fresh = rules.PriorSend(**{**fresh.__dict__, "reserved_at": now - timedelta(seconds=5)})
     stale = prior(uuid.uuid4(), BASE, status="reserved")
