@@ -9,23 +9,10 @@ import sys
 
 import pytest
 
+from tests.integration.conftest import migrated_db, pool  # noqa: F401 (fixtures)
 from tests.integration.test_sends import PHASH, near, outbox_events, uploaded
-from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.db.sales import PostgresSalesStore
 from vaultline.handlers import sales
-
-
-@pytest.fixture
-async def migrated_db(database_url):
-    await migrate(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def pool(migrated_db):
-    p = await create_pool(migrated_db)
-    yield p
-    await p.close()
 
 
 @pytest.fixture
