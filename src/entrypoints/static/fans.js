@@ -4,25 +4,10 @@
    /fans?fan=ID     one fan: every image they received (thumbnail, price, bought or not) and a
                     picker of what they can still get, sent through POST /api/sends. */
 'use strict';
+import { h } from './dom.js';
 
 (() => {
   const $ = (sel) => document.querySelector(sel);
-
-  function h(tag, props, ...children) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === 'dataset') Object.assign(el.dataset, v);
-      else if (k.startsWith('aria-') || k === 'role' || k === 'for') el.setAttribute(k, String(v));
-      else if (k.startsWith('on') || k === 'innerHTML' || k === 'outerHTML') throw new Error('not allowed: ' + k);
-      else el[k] = v;
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return el;
-  }
 
   async function api(method, path, body) {
     const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };

@@ -6,6 +6,7 @@
    Two views: "In review" (status in_review, decisions) and "Failed uploads" (status
    upload_failed: the platform's reason and a retry, nothing else). */
 'use strict';
+import { h } from './dom.js';
 
 (() => {
   const PAGE_SIZE = 50;
@@ -28,24 +29,6 @@
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-
-  /* h('div', {className: 'x', title: 'y', dataset: {id}}, 'text', child) — text children become
-     text nodes; props are element properties (no event handlers, no innerHTML). */
-  function h(tag, props, ...children) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === 'dataset') Object.assign(el.dataset, v);
-      else if (k.startsWith('aria-') || k === 'role' || k === 'for') el.setAttribute(k, String(v));
-      else if (k.startsWith('on') || k === 'innerHTML' || k === 'outerHTML') throw new Error('not allowed: ' + k);
-      else el[k] = v;
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return el;
-  }
 
   /* ------------------------------------------------------------------ API */
 
