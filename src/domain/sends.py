@@ -107,6 +107,18 @@ def guard(
     return out
 
 
+def copies_within(candidates: Sequence[Candidate], threshold: int = NEAR_DUPLICATE_DISTANCE) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Pairs of one message's contents that are near-copies of each other (a fan would get the
+    same picture twice in one go)."""
+    out = []
+    for i, a in enumerate(candidates):
+        for b in candidates[i + 1 :]:
+            d = phash_distance(a.phash, b.phash)
+            if d is not None and d <= threshold:
+                out.append((a.content_id, b.content_id, d))
+    return out
+
+
 def refusal(violations: Sequence[Violation], fan_id: str) -> str:
     lines = "; ".join(v.describe(fan_id) for v in violations)
     return f"refused: {lines}. Use --force with --reason to send it anyway."

@@ -242,7 +242,12 @@ async def send(
             history = await tx.history()
             pending = rules.unresolved(history, now())
             if not pending:
-                violations = rules.guard([rules.Candidate(c, contents[c].phash) for c in req.content_ids], history)
+                candidates = [rules.Candidate(c, contents[c].phash) for c in req.content_ids]
+                twins = rules.copies_within(candidates)
+                if twins and not req.force:
+                    a, b, d = twins[0]
+                    raise Conflict(f"refused: content {a} and content {b} are near-copies of each other ({d} bits); send one")
+                violations = rules.guard(candidates, history)
                 if violations and not req.force:
                     raise Conflict(rules.refusal(violations, req.fan_id))
                 generations = {v.candidate: v.prior.generation + 1 for v in violations if v.exact}

@@ -96,6 +96,8 @@ async def test_a_near_copy_is_refused_and_force_sends_it_with_the_reason_in_the_
     assert "near-copy (4 bits)" in refused.value.message and str(first) in refused.value.message
     assert await pool.fetchval("SELECT count(*) FROM sends WHERE content_id = ANY($1)", [copy, far]) == 0
 
+    with pytest.raises(Conflict, match="near-copies of each other"):
+        await sends.send(req(far, await uploaded(pool, phash=near(PHASH, 21)), fan="fan-2"), store=store, platform=platform)
     with pytest.raises(Invalid):
         await sends.send(req(copy, force=True), store=store, platform=platform)  # no reason
     forced = await sends.send(req(copy, force=True, reason="asked for it again"), store=store, platform=platform)

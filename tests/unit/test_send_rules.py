@@ -155,3 +155,10 @@ def test_split_revenue_keeps_every_cent():
     assert rules.split_revenue(1000, 3) == [334, 333, 333]
     assert sum(rules.split_revenue(999, 4)) == 999
     assert rules.split_revenue(5, 0) == []
+
+
+def test_near_copies_inside_one_message_are_found():
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    pairs = rules.copies_within([rules.Candidate(a, BASE), rules.Candidate(b, "0" * 16), rules.Candidate(c, flip(BASE, 2))])
+    assert pairs == [(a, c, 2)]
+    assert rules.copies_within([rules.Candidate(a, None), rules.Candidate(b, None)]) == []
