@@ -63,7 +63,9 @@ class LocalPlatform:
                 m = json.loads(line)
             except ValueError:
                 continue  # a torn last line
-            out.append(PlatformMessage(m["uuid"], tuple(m.get("mediaUuids") or ()), _when(m.get("sentAt")), m.get("price")))
+            media = tuple(m.get("mediaUuids") or ())
+            out.append(PlatformMessage(m["uuid"], media, _when(m.get("sentAt")), m.get("price"), text=m.get("text"),
+                                       has_media=bool(media)))
         return out[::-1][:limit]
 
     async def create_session(self, content_id: uuid.UUID, filename: str) -> tuple[str, str]:
@@ -115,6 +117,8 @@ def message_from_fanvue(m: dict[str, Any], creator_uuid: str | None = None) -> P
         price_cents=int(price) if isinstance(price, (int, float)) else None,
         purchased_at=_when(m.get("purchasedAt")),
         from_creator=creator_uuid is None or sender is None or sender == creator_uuid,
+        text=m.get("text"),
+        has_media=bool(m.get("hasMedia")) if m.get("hasMedia") is not None else None,
     )
 
 

@@ -53,6 +53,8 @@ class PlatformMessage:
     price_cents: int | None = None
     purchased_at: datetime | None = None
     from_creator: bool = True
+    text: str | None = None
+    has_media: bool | None = None  # when the platform says so without listing the media
 
 
 class MessagePlatform(Protocol):
@@ -395,11 +397,23 @@ async def reconcile(attempt_id: uuid.UUID, *, store: SendStore, platform: Messag
         base.status = "unknown"
         return base
     earliest = first.reserved_at - rules.CLOCK_SKEW
-    for m in sorted(messages, key=lambda m: m.sent_at or first.reserved_at):
-        if not m.from_creator or set(m.media_uuids) != media:
-            continue
-        if m.sent_at is not None and m.sent_at < earliest:
-            continue
+    ours = [
+        m
+        for m in sorted(messages, key=lambda m: m.sent_at or first.reserved_at)
+        if m.from_creator and (m.sent_at is None or m.sent_at >= earliest)
+    ]
+    # A message carrying exactly these media. Older API versions list no media uuids on
+    # messages: then one with media, the same price and the same text is the one.
+    exact = [m for m in ours if m.media_uuids and set(m.media_uuids) == media]
+    loose = [
+        m
+        for m in ours
+        if not m.media_uuids
+        and m.has_media
+        and (m.price_cents or None) == (first.price_cents or None)
+        and (m.text or "") == (first.text or "")
+    ]
+    for m in exact + loose:
         if await store.message_known(m.uuid):
             continue
         log.info("reconciled: the message went out", attempt=str(attempt_id), message_uuid=m.uuid)

@@ -161,7 +161,9 @@ async def test_a_fanvue_refusal_releases_the_row_with_fanvues_message(pool, fanv
     assert fanvue.count("chats.send") == 2 and len(fanvue.sent_messages("fan-1")) == 1
 
 
-async def test_timeout_after_commit_is_reconciled_as_sent_without_a_second_message(pool, fanvue, fanvue_platform):
+@pytest.mark.parametrize("listed", [True, False], ids=["media-listed", "media-not-listed"])
+async def test_timeout_after_commit_is_reconciled_as_sent_without_a_second_message(pool, fanvue, fanvue_platform, listed):
+    fanvue.list_media_uuids = listed  # without the list: found by media + price + text
     media = fanvue.add_ready_media(2)
     a = await uploaded(pool, platform="fanvue", media=media[0])
     b = await uploaded(pool, platform="fanvue", media=media[1])
