@@ -17,7 +17,13 @@ from typing import Any
 import structlog
 
 from vaultline.adapters.fanvue.client import FanvueClient
-from vaultline.adapters.fanvue.errors import FanvueError, RateLimited, TransportError, ValidationError
+from vaultline.adapters.fanvue.errors import (
+    FanvueError,
+    RateLimited,
+    TransportError,
+    UnexpectedResponse,
+    ValidationError,
+)
 from vaultline.events import NAMESPACE
 from vaultline.handlers.sends import PlatformMessage, SendOutcomeUnknown, SendRefused
 from vaultline.handlers.upload import PlatformRejected
@@ -175,6 +181,8 @@ class FanvuePlatform:
             raise SendRefused(f"could not reach Fanvue: {e.message}") from e
         except RateLimited as e:  # a 429 was never processed
             raise SendRefused(f"Fanvue rate limit: {e.message}") from e
+        except UnexpectedResponse as e:  # a 2xx we cannot read: it was probably sent
+            raise SendOutcomeUnknown(f"Fanvue answered without a message uuid: {e.message}") from e
         except FanvueError as e:
             if e.transient or (e.status or 0) >= 500:
                 raise SendOutcomeUnknown(f"Fanvue answered {e.status}: {e.message}") from e

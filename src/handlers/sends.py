@@ -263,7 +263,7 @@ async def send(
                             price_cents=req.price_cents or None,
                             text=req.text,
                             generation=generations.get(cid, 0),
-                            forced=req.force and bool(violations),
+                            forced=req.force and bool(violations or twins),
                             reason=req.reason if req.force else None,
                             sent_by=req.sent_by,
                         )
@@ -299,6 +299,10 @@ async def send(
         log.warning("send outcome unknown; reconciling", attempt=str(attempt_id), error=str(e))
         await store.mark(attempt_id, "unknown", str(e))
         return await _settle_or_explain(attempt_id, store, platform, str(e))
+    except Exception as e:  # anything else: we cannot know what reached the platform
+        log.exception("send failed unexpectedly; reconciling", attempt=str(attempt_id))
+        await store.mark(attempt_id, "unknown", f"{type(e).__name__}: {e}")
+        return await _settle_or_explain(attempt_id, store, platform, f"{type(e).__name__}: {e}")
     return await _finish(attempt_id, message_uuid, store=store, platform=platform, when=now(), reconciled=False)
 
 
