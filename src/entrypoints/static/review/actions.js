@@ -32,6 +32,23 @@ function failed(card, e) {
   if (e.status === 409 || e.status === 404) markStale(card);
 }
 
+/* POST a decision for the card's item; on success the card leaves the grid with `message(item)`
+   as the notice, on failure it shows the error (and locks after a 409/404). True when it went. */
+async function decide(card, action, body, message) {
+  setBusy(card, true);
+  try {
+    const item = await api('POST', idPath(idOf(card)) + '/' + action, body);
+    notice(message(item, $('.name', card).textContent));
+    removeCard(card);
+    refreshStatus();
+    return true;
+  } catch (e) {
+    setBusy(card, false);
+    failed(card, e);
+    return false;
+  }
+}
+
 function decisionFields(card) {
   const body = { vault: $('.vault', card).value };
   const cents = dollarsToCents($('.price', card).value);
@@ -60,18 +77,10 @@ export async function approve(card) {
     return;
   }
   showError(card, '');
-  setBusy(card, true);
-  try {
-    const item = await api('POST', idPath(idOf(card)) + '/approve', body);
-    const name = $('.name', card).textContent;
+  await decide(card, 'approve', body, (item, name) => {
     const price = item && item.price_cents ? ' $' + centsToDollars(item.price_cents) : '';
-    notice('Approved ' + name + ' → ' + ((item && item.vault) || body.vault) + price);
-    removeCard(card);
-    refreshStatus();
-  } catch (e) {
-    setBusy(card, false);
-    failed(card, e);
-  }
+    return 'Approved ' + name + ' → ' + ((item && item.vault) || body.vault) + price;
+  });
 }
 
 export function openReject(card) {
@@ -99,17 +108,7 @@ export async function reject(card) {
     return;
   }
   showError(card, '');
-  setBusy(card, true);
-  try {
-    await api('POST', idPath(idOf(card)) + '/reject', { reason });
-    notice('Rejected ' + $('.name', card).textContent + ': ' + reason);
-    removeCard(card);
-    refreshStatus();
-  } catch (e) {
-    setBusy(card, false);
-    failed(card, e);
-    reasonEl.focus();
-  }
+  if (!(await decide(card, 'reject', { reason }, (_, name) => 'Rejected ' + name + ': ' + reason))) reasonEl.focus();
 }
 
 export async function saveTags(card) {
@@ -137,31 +136,14 @@ export async function saveTags(card) {
 export async function recrop(card) {
   if (locked(card)) return;
   const mode = $('.recrop-mode', card).value;
-  setBusy(card, true);
-  try {
-    await api('POST', idPath(idOf(card)) + '/recrop', { mode });
-    notice('Re-crop requested (' + label(mode) + ') for ' + $('.name', card).textContent);
-    removeCard(card);
-    refreshStatus();
-  } catch (e) {
-    setBusy(card, false);
-    failed(card, e);
-  }
+  await decide(card, 'recrop', { mode }, (_, name) => 'Re-crop requested (' + label(mode) + ') for ' + name);
 }
 
 export async function retryUpload(card) {
   if (locked(card)) return;
   showError(card, '');
-  setBusy(card, true);
-  try {
-    await api('POST', idPath(idOf(card)) + '/retry-upload');
-    notice('Upload retry requested for ' + $('.name', card).textContent + ': it is back in the upload queue');
-    removeCard(card);
-    refreshStatus();
-  } catch (e) {
-    setBusy(card, false);
-    failed(card, e);
-  }
+  await decide(card, 'retry-upload', undefined,
+    (_, name) => 'Upload retry requested for ' + name + ': it is back in the upload queue');
 }
 
 export function toggleOriginal(card) {
