@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vaultline.adapters.embedded import (
-    EmbeddedNats,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-)
+from tests.databases import create_database, drop_database
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

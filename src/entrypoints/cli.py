@@ -36,7 +36,7 @@ def run(
 ) -> None:
     """Run the whole pipeline in this process. Starts embedded nats-server and PostgreSQL
     under the data dir unless VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL are set."""
-    from vaultline.adapters.embedded import AlreadyRunning
+    from vaultline.entrypoints.datadir import AlreadyRunning
     from vaultline.entrypoints.stack import Stack
 
     s = settings_for(data_dir or Path("./vaultline-data"))

@@ -16,9 +16,11 @@ import sys
 import structlog
 
 from vaultline.adapters.db import migrate
-from vaultline.adapters.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_json
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks
 from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+from vaultline.entrypoints.datadir import DataDirLock, write_runtime_json
 from vaultline.settings import Settings
 
 log = structlog.get_logger("vaultline.stack")

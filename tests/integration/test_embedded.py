@@ -1,4 +1,4 @@
-"""The embedded nats-server and PostgreSQL, the data-dir lock and runtime.json, against real processes."""
+"""The embedded nats-server and PostgreSQL against real processes."""
 
 from __future__ import annotations
 
@@ -16,20 +16,10 @@ import nats
 import psutil
 import pytest
 
-from vaultline.adapters import embedded
-from vaultline.adapters.embedded import (
-    AlreadyRunning,
-    DataDirLock,
-    EmbeddedNats,
-    EmbeddedPostgres,
-    EmbeddedServerError,
-    create_database,
-    drop_database,
-    postgres_processes,
-    wait_for,
-    with_database,
-    write_runtime_json,
-)
+from tests.databases import create_database, drop_database
+from vaultline.adapters.embedded import EmbeddedServerError, wait_for
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres, pg_bin, with_database
 
 
 def _gone(pid: int) -> bool:
@@ -147,7 +137,7 @@ async def test_postgres_data_survives_restart_and_stop_leaves_no_process(pg_data
         await conn.close()
         # The same URL works for psql (the bundled one; libpq parses it like asyncpg).
         out = subprocess.run(
-            [str(embedded._pg_bin("psql")), "-X", "-A", "-t", "-d", url, "-c", "SELECT v FROM t"],
+            [str(pg_bin("psql")), "-X", "-A", "-t", "-d", url, "-c", "SELECT v FROM t"],
             capture_output=True, text=True, timeout=30,
         )
         assert out.stdout.strip() == "kept", out.stderr
@@ -254,7 +244,8 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from vaultline.adapters.embedded import EmbeddedNats, EmbeddedPostgres
+    from vaultline.adapters.embedded.nats import EmbeddedNats
+    from vaultline.adapters.embedded.postgres import EmbeddedPostgres
     d = Path(sys.argv[1])
     n, pg = EmbeddedNats(d / "nats"), EmbeddedPostgres(d / "pg", durable=False)
     n.start(); pg.start()
@@ -281,49 +272,3 @@ def test_servers_do_not_outlive_a_killed_parent(pg_data_dir):
         for pid in pids.values():
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- lock and runtime.json
-
-
-_LOCK_HOLDER = textwrap.dedent(
-    """
-    import sys
-    from vaultline.adapters.embedded import DataDirLock
-    DataDirLock(sys.argv[1]).acquire()
-    print("locked", flush=True)
-    sys.stdin.read()
-    """
-)
-
-
-def test_data_dir_lock_names_the_holder_and_is_freed_when_it_exits(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(AlreadyRunning) as err:
-            DataDirLock(tmp_path).acquire()
-        assert str(err.value) == f"vaultline is already running on {tmp_path} (pid {holder.pid})"
-    finally:
-        holder.stdin.close()  # lets it exit normally
-        holder.wait(10)
-
-    with DataDirLock(tmp_path) as lock:
-        assert lock.locked
-        with pytest.raises(AlreadyRunning, match=str(os.getpid())):
-            DataDirLock(tmp_path).acquire()  # a second lock in the same process also fails
-    assert not lock.locked
-    DataDirLock(tmp_path).acquire().release()
-
-
-def test_write_runtime_json_replaces_atomically(tmp_path):
-    path = tmp_path / "runtime.json"
-    write_runtime_json(path, nats_url="nats://a", pid=1)
-    write_runtime_json(path, nats_url="nats://b", database_url="postgresql://x", pid=2, data_dir=tmp_path)
-    assert json.loads(path.read_text()) == {
-        "nats_url": "nats://b", "database_url": "postgresql://x", "pid": 2, "data_dir": str(tmp_path),
-    }
-    assert [p.name for p in tmp_path.iterdir()] == ["runtime.json"]  # no temp file left behind
