@@ -32,6 +32,23 @@ def _pg_temp_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="vaultline-test-pg-"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def pg_system_dir():
+    """Running as root, EmbeddedPostgres keeps clusters under VAULTLINE_PG_SYSTEM_DIR (default
+    /var/lib/vaultline): a directory of this session's, removed at its end (e2e runs inherit it)."""
+    if os.environ.get("VAULTLINE_PG_SYSTEM_DIR"):
+        yield Path(os.environ["VAULTLINE_PG_SYSTEM_DIR"])
+        return
+    base = Path(tempfile.mkdtemp(prefix="vaultline-test-system-"))
+    base.chmod(0o711)  # the PostgreSQL system user traverses it, as it does /var/lib
+    os.environ["VAULTLINE_PG_SYSTEM_DIR"] = str(base / "vaultline")
+    try:
+        yield base / "vaultline"
+    finally:
+        del os.environ["VAULTLINE_PG_SYSTEM_DIR"]
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- NATS
 
 

@@ -36,10 +36,11 @@ def run(
 ) -> None:
     """Run the whole pipeline in this process. Starts embedded nats-server and PostgreSQL
     under the data dir unless VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL are set."""
-    from vaultline.entrypoints.datadir import AlreadyRunning
+    from vaultline.entrypoints.datadir import AlreadyRunning, ensure_data_dir
     from vaultline.entrypoints.stack import Stack
 
     s = settings_for(data_dir or Path("./vaultline-data"))
+    ensure_data_dir(s.data_dir)  # 0700, before anything (the log file) creates it
     _logging(s, log_to_file)
     try:
         asyncio.run(Stack(s).run())

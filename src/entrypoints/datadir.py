@@ -37,6 +37,14 @@ def write_runtime_json(path: Path | str, **fields: Any) -> None:
         raise
 
 
+def ensure_data_dir(path: Path | str) -> Path:
+    """Create the data directory 0700 when it does not exist yet: it holds secrets, the library
+    (prompts, unpublished images) and the logs. An existing directory keeps its mode."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 class DataDirLock:
     """Exclusive, non-blocking lock on DIR/.lock, held until release() or process exit.
 
@@ -56,7 +64,7 @@ class DataDirLock:
     def acquire(self) -> DataDirLock:
         if self._fd is not None:
             return self
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(self.directory)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

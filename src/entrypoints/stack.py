@@ -20,7 +20,7 @@ from vaultline.adapters.embedded.nats import EmbeddedNats
 from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks
 from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
-from vaultline.entrypoints.datadir import DataDirLock, write_runtime_json
+from vaultline.entrypoints.datadir import DataDirLock, ensure_data_dir, write_runtime_json
 from vaultline.settings import Settings
 
 log = structlog.get_logger("vaultline.stack")
@@ -41,7 +41,7 @@ class Stack:
         self.stop_event = asyncio.Event()
 
     async def run(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(self.data_dir)
         lock = DataDirLock(self.data_dir).acquire()  # raises AlreadyRunning with the holder's pid
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -111,7 +111,7 @@ class Stack:
         for slug, creator in s.creators().items():
             for folder in creator.comfy_output_dirs:
                 _say(f"  watching  {folder.absolute()}  (new images for {slug})")
-        _say(f"  nats      {s.nats_url}{'  (embedded)' if self.nats else ''}")
+        _say(f"  nats      {_redact(s.nats_url or '')}{'  (embedded)' if self.nats else ''}")
         _say(f"  postgres  {_redact(s.database_url or '')}{'  (embedded)' if self.pg else ''}")
         _say(f"  handlers  {', '.join(self.runtime.handlers)}")
         for slug, platform in platforms.items():
@@ -153,6 +153,11 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _redact(url: str) -> str:
+    """The URL(s) with each password replaced by *** (a NATS URL may list several servers)."""
+    return ",".join(_redact_one(u) for u in url.split(","))
+
+
+def _redact_one(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

@@ -57,3 +57,15 @@ def test_write_runtime_json_replaces_atomically(tmp_path):
         "nats_url": "nats://b", "database_url": "postgresql://x", "pid": 2, "data_dir": str(tmp_path),
     }
     assert [p.name for p in tmp_path.iterdir()] == ["runtime.json"]  # no temp file left behind
+
+
+def test_a_new_data_dir_is_private_and_an_existing_one_keeps_its_mode(tmp_path):
+    """Low finding: under a typical umask the data dir (secrets, library, logs) was world-readable."""
+    new = tmp_path / "new" / "data"
+    with DataDirLock(new):
+        assert new.stat().st_mode & 0o777 == 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o750)
+    existing.chmod(0o750)
+    with DataDirLock(existing):
+        assert existing.stat().st_mode & 0o777 == 0o750

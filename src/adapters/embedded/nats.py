@@ -27,6 +27,7 @@ from vaultline.adapters.embedded import (
     stop_process,
     wait_for,
 )
+from vaultline.adapters.private_files import load_or_create_secret, write_private
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,16 @@ class EmbeddedNats(ChildServer):
     """nats-server with JetStream under `store_dir` (data in store_dir/jetstream; nats.conf,
     nats.log and nats.pid beside it), listening on 127.0.0.1 only.
 
+    Clients must authenticate: user `vaultline` with a password generated on first start and
+    kept in store_dir/password (0600, like nats.conf); `url` carries both
+    (`nats://vaultline:PASSWORD@127.0.0.1:PORT`), so whoever gets the URL (runtime.json, 0600)
+    can connect and nobody else.
+
     `port=None` lets the server pick a free port itself (no race) and a later start() of the same
     object reuses that port when it is still free, so clients can reconnect after a restart.
     """
+
+    user = "vaultline"
 
     def __init__(
         self,
@@ -67,7 +75,6 @@ class EmbeddedNats(ChildServer):
         *,
         sync_interval: str = "always",
         monitor: bool = False,
-        auth_token: str | None = None,
         start_timeout: float = 20.0,
     ):
         self.store_dir = Path(store_dir).absolute()
@@ -76,7 +83,8 @@ class EmbeddedNats(ChildServer):
         self.pid_path = self.store_dir / "nats.pid"
         self.sync_interval = sync_interval
         self.monitor = monitor
-        self.auth_token = auth_token
+        self.password_path = self.store_dir / "password"
+        self._password: str | None = None
         self.start_timeout = start_timeout
         self._requested_port = port
         self.port: int | None = None
@@ -86,17 +94,19 @@ class EmbeddedNats(ChildServer):
 
     @property
     def url(self) -> str:
-        if self.port is None:
+        if self.port is None or self._password is None:
             raise EmbeddedServerError("EmbeddedNats has not been started")
-        auth = f"{self.auth_token}@" if self.auth_token else ""
-        return f"nats://{auth}127.0.0.1:{self.port}"
+        return f"nats://{self.user}:{self._password}@127.0.0.1:{self.port}"
 
     def start(self) -> str:
         """Start the server (no-op if running) and return its URL once it accepts clients."""
         if self.pid is not None:
             return self.url
         binary = find_nats_server()
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Only our processes know it (it is in nats.conf and the URL), so an empty file left by
+        # a crash is simply replaced.
+        self._password = load_or_create_secret(self.password_path, replace_empty=True)
         self._stop_orphan()
         self._ports_file_prefix = f"{binary.name}_"
         for stale in self.store_dir.glob(f"{self._ports_file_prefix}*.ports"):  # left by a killed server
@@ -130,7 +140,7 @@ class EmbeddedNats(ChildServer):
             if isinstance(exc, TimeoutError):
                 raise EmbeddedServerError(f"{exc}\n{log_tail(self.log_path)}") from exc
             raise
-        log.info("nats-server ready on %s in %.2fs", self.url, time.monotonic() - started)
+        log.info("nats-server ready on 127.0.0.1:%s in %.2fs", self.port, time.monotonic() - started)
         return self.url
 
     def _write_config(self, listen: int) -> None:
@@ -145,15 +155,17 @@ class EmbeddedNats(ChildServer):
         ]
         if self.monitor:
             lines.append('http: "127.0.0.1:-1"')
-        if self.auth_token:
-            lines.append(f"authorization {{ token: {_conf_str(self.auth_token)} }}")
+        assert self._password is not None
+        lines.append(
+            f"authorization {{ users: [ {{ user: {_conf_str(self.user)}, password: {_conf_str(self._password)} }} ] }}"
+        )
         lines += [
             "jetstream {",
             f"  store_dir: {_conf_str(self.store_dir)}",
             f"  sync_interval: {self.sync_interval}",
             "}",
         ]
-        self.config_path.write_text("\n".join(lines) + "\n")
+        write_private(self.config_path, "\n".join(lines) + "\n")  # it holds the password
 
     def _ready(self) -> tuple[int, str | None] | None:
         assert self._proc is not None

@@ -1,5 +1,22 @@
 """EmbeddedPostgres: PostgreSQL 16 binaries from the pgserver wheel, loopback TCP with a
-generated superuser password (trust on TCP would let any local user run code as the server)."""
+generated superuser password (trust on TCP would let any local user run code as the server).
+
+Running as root: PostgreSQL refuses to, so it runs as an unprivileged system user (`pgserver`,
+VAULTLINE_PG_SYSTEM_USER, created if missing). That user must reach its cluster and the
+binaries, and vaultline never changes the permissions of the operator's directories for it.
+Instead everything the server touches lives under a directory vaultline owns,
+VAULTLINE_PG_SYSTEM_DIR (default /var/lib/vaultline, root-owned 0711):
+
+    /var/lib/vaultline/pg-<digest>/         a copy of the wheel's binaries (hard links where
+                                            possible), readable by everyone
+    /var/lib/vaultline/<hash>/pgdata        the cluster, owned by the system user, 0700
+    /var/lib/vaultline/<hash>/data-dir      which vaultline data dir it belongs to
+
+and DATA/postgres/pgdata-location names the cluster, so a moved data dir keeps it. The password,
+postgres.log and everything else stay in the data dir, which only root opens. Ownership and
+modes are only ever changed on what vaultline just created, through O_NOFOLLOW descriptors.
+A cluster made by an earlier version in DATA/postgres/pgdata is used where it is.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +26,7 @@ import logging
 import os
 import pwd
 import secrets
+import hashlib
 import shutil
 import signal
 import stat
@@ -32,16 +50,27 @@ from vaultline.adapters.embedded import (
     stop_process,
     wait_for,
 )
+from vaultline.adapters.private_files import load_or_create_secret, write_private
 
 log = logging.getLogger(__name__)
 
 
-def pg_bin(name: str) -> Path:
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def site_packages() -> Path:
+    """Where the pgserver wheel is installed: pgserver/pginstall/{bin,lib,share} and the
+    pgserver.libs its programs load (rpath $ORIGIN/../../../pgserver.libs)."""
     # Locate the wheel without importing it: its import creates runtime dirs and warns.
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError("the pgserver wheel is not installed (pip install 'pgserver==0.1.4')")
-    bindir = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    return Path(list(spec.submodule_search_locations)[0]).parent
+
+
+def pg_bin(name: str, root: Path | None = None) -> Path:
+    """A PostgreSQL program of the wheel (or of its copy under `root`)."""
+    bindir = (root or site_packages()) / "pgserver" / "pginstall" / "bin"
     path = bindir / name
     if not path.is_file():
         raise EmbeddedServerError(f"PostgreSQL binary {name!r} not found in {bindir}")
@@ -75,13 +104,92 @@ def _postgres_system_user() -> pwd.struct_passwd | None:
         raise EmbeddedServerError(f"could not create system user {name!r} for PostgreSQL: {res.stderr.strip()}") from None
 
 
-def _grant_traverse(path: Path, uid: int) -> None:
-    """Let `uid` reach `path`: add o+x (traverse only, not list) to ancestors that lack it."""
-    for d in [path, *path.parents]:
+def system_dir() -> Path:
+    """The directory vaultline owns for a PostgreSQL that runs as a system user (root only)."""
+    return Path(os.environ.get("VAULTLINE_PG_SYSTEM_DIR") or "/var/lib/vaultline").absolute()
+
+
+def _unreachable(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first directory on the way to `path` that `user` may not traverse, else None."""
+    groups = {user.pw_gid} | {g for g in os.getgrouplist(user.pw_name, user.pw_gid)}
+    for d in reversed([path, *path.parents]):
         st = d.stat()
-        if st.st_uid != uid and not st.st_mode & stat.S_IXOTH:
-            log.info("adding o+x to %s so the PostgreSQL user can reach its data", d)
-            d.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+        if st.st_uid == user.pw_uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return d
+    return None
+
+
+def _mkdir_owned(path: Path, mode: int, uid: int = 0, gid: int = 0) -> None:
+    """Create `path` (its parent must exist) and give it to uid:gid with `mode`; an existing
+    path must be a real directory (not a symlink) already owned by uid, and is left as it is."""
+    try:
+        path.mkdir(mode=mode)
+        created = True
+    except FileExistsError:
+        created = False
+    try:
+        fd = os.open(path, _NOFOLLOW_DIR)
+    except OSError as e:
+        raise EmbeddedServerError(f"{path} must be a directory, not a symlink or a file ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if created:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        elif st.st_uid != uid:
+            raise EmbeddedServerError(f"{path} belongs to uid {st.st_uid}, expected uid {uid}; refusing to use it")
+    finally:
+        os.close(fd)
+
+
+def _install_binaries(base: Path) -> Path:
+    """A copy of the wheel's PostgreSQL under `base` that every user can read and run; made
+    once per wheel (hard links where the source file is already world-readable, else copies)."""
+    src = site_packages()
+    postgres = src / "pgserver" / "pginstall" / "bin" / "postgres"
+    try:
+        stamp = f"{src}\0{postgres.stat().st_mtime_ns}"
+    except OSError:
+        pg_bin("postgres")  # the clear "not installed / not found" error
+        raise
+    dest = base / f"pg-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
+    if dest.is_dir() and not dest.is_symlink():
+        return dest
+    tmp = Path(tempfile.mkdtemp(prefix=".pg-install-", dir=base))
+
+    def link_or_copy(s: str, d: str) -> None:
+        mode = os.lstat(s).st_mode
+        readable = mode & stat.S_IROTH and (mode & stat.S_IXOTH or not mode & stat.S_IXUSR)
+        if readable:
+            try:
+                os.link(s, d, follow_symlinks=False)
+                return
+            except OSError:
+                pass  # another filesystem
+        shutil.copy2(s, d, follow_symlinks=False)
+        # Our copy: readable (and runnable when the original is) by the system user.
+        os.chmod(d, stat.S_IMODE(mode) | stat.S_IROTH | stat.S_IRGRP | (0o011 if mode & stat.S_IXUSR else 0))
+
+    try:
+        for part in ("pgserver/pginstall/bin", "pgserver/pginstall/lib", "pgserver/pginstall/share", "pgserver.libs"):
+            if (src / part).is_dir():
+                shutil.copytree(src / part, tmp / part, symlinks=True, copy_function=link_or_copy)
+        for d, _, _ in os.walk(tmp):  # directories we just created; os.walk follows no symlink
+            os.chmod(d, 0o755)
+        os.rename(tmp, dest)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not dest.is_dir():  # else a concurrent start installed the same copy first
+            raise EmbeddedServerError(f"could not copy the PostgreSQL binaries to {dest}: {e}") from e
+    else:
+        log.info("PostgreSQL binaries for the system user installed in %s", dest)
+    return dest
 
 
 def postgres_processes(pgdata: Path | str) -> list[psutil.Process]:
@@ -127,7 +235,6 @@ class EmbeddedPostgres(ChildServer):
         start_timeout: float = 60.0,
     ):
         self.data_dir = Path(data_dir).absolute()
-        self.pgdata = self.data_dir / "pgdata"
         self.log_path = self.data_dir / "postgres.log"
         self.password_path = self.data_dir / "superuser-password"
         self.durable = durable
@@ -136,6 +243,8 @@ class EmbeddedPostgres(ChildServer):
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
         self._user = _postgres_system_user()
+        self.pgdata = self._locate_cluster()
+        self._bin_root: Path | None = None  # the system user's copy of the binaries (root only)
 
     # -- public -------------------------------------------------------------------------
 
@@ -192,6 +301,26 @@ class EmbeddedPostgres(ChildServer):
 
     # -- internals ----------------------------------------------------------------------
 
+    @property
+    def system_user(self) -> str | None:
+        """The user PostgreSQL runs as when we are root (it refuses to run as root)."""
+        return self._user.pw_name if self._user else None
+
+    def _locate_cluster(self) -> Path:
+        in_data_dir = self.data_dir / "pgdata"
+        if self._user is None:
+            return in_data_dir
+        pointer = self.data_dir / "pgdata-location"
+        if pointer.exists():
+            return Path(pointer.read_text().strip())
+        if (in_data_dir / "PG_VERSION").exists():
+            return in_data_dir  # made by an earlier version: keep using it where it is
+        key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return system_dir() / key / "pgdata"
+
+    def _bin(self, name: str) -> Path:
+        return pg_bin(name, self._bin_root)
+
     def _password(self) -> str:
         return self.password_path.read_text().strip()
 
@@ -209,33 +338,58 @@ class EmbeddedPostgres(ChildServer):
         return env
 
     def _prepare_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         uid, gid = self._ids()
+        if self._user is not None:
+            self._prepare_system_dirs()
         if not self.pgdata.exists():
-            self.pgdata.mkdir(mode=0o700)
-            os.chown(self.pgdata, uid, gid)
+            _mkdir_owned(self.pgdata, 0o700, uid, gid)
         elif self.pgdata.stat().st_uid != uid:
             raise EmbeddedServerError(
                 f"{self.pgdata} belongs to uid {self.pgdata.stat().st_uid}, but PostgreSQL runs as uid {uid}; "
                 f"fix with: chown -R {uid}:{gid} {self.pgdata}"
             )
-        if self._user is not None:
-            _grant_traverse(self.data_dir, uid)
+
+    def _prepare_system_dirs(self) -> None:
+        """Root only: the binaries and (for a new cluster) its directory under system_dir(),
+        which the system user can reach without any change to the operator's directories."""
+        assert self._user is not None
+        base = system_dir()
+        base.parent.mkdir(parents=True, exist_ok=True)
+        _mkdir_owned(base, 0o711)
+        self._bin_root = _install_binaries(base)
+        if self.pgdata != self.data_dir / "pgdata":
+            if self.pgdata.parent.parent == base:
+                _mkdir_owned(self.pgdata.parent, 0o711)
+                write_private(self.pgdata.parent / "data-dir", f"{self.data_dir}\n")
+            write_private(self.data_dir / "pgdata-location", f"{self.pgdata}\n")
+        for target in (self.pgdata.parent, self._bin_root / "pgserver" / "pginstall" / "bin"):
+            blocked = _unreachable(target, self._user)
+            if blocked is not None:
+                raise EmbeddedServerError(
+                    f"PostgreSQL runs as system user {self._user.pw_name!r} (it refuses to run as root), "
+                    f"which cannot reach {target}: {blocked} is not traversable for it. vaultline does not "
+                    "change the permissions of your directories; point VAULTLINE_PG_SYSTEM_DIR at a "
+                    "directory it can reach, or run vaultline as a normal user"
+                )
+        log.info(
+            "running as root: PostgreSQL runs as system user %r with its cluster in %s and binaries in %s",
+            self._user.pw_name, self.pgdata, self._bin_root,
+        )
 
     def _initdb(self) -> None:
         if any(self.pgdata.iterdir()):
             raise EmbeddedServerError(f"{self.pgdata} is neither empty nor a PostgreSQL data directory")
-        if not self.password_path.exists():
-            self.password_path.write_text(secrets.token_hex(16) + "\n")
-            self.password_path.chmod(0o600)
+        # No cluster uses it yet, so an empty file (a crash mid-write) is simply replaced.
+        load_or_create_secret(self.password_path, lambda: secrets.token_hex(16), replace_empty=True)
         # initdb (running as the postgres user) reads the password from a file it can open.
         fd, pwfile = tempfile.mkstemp(prefix="vaultline-pw-")
         try:
             os.write(fd, self._password().encode() + b"\n")
+            os.fchown(fd, *self._ids())
             os.close(fd)
-            os.chown(pwfile, *self._ids())
             args = [
-                str(pg_bin("initdb")),
+                str(self._bin("initdb")),
                 "-D", str(self.pgdata),
                 "-U", self.role,
                 f"--pwfile={pwfile}",
@@ -291,7 +445,7 @@ class EmbeddedPostgres(ChildServer):
 
     def _launch(self, port: int) -> None:
         args = [
-            str(pg_bin("postgres")),
+            str(self._bin("postgres")),
             "-D", str(self.pgdata),
             "-c", "listen_addresses=127.0.0.1",
             "-c", f"port={port}",
@@ -347,12 +501,15 @@ class EmbeddedPostgres(ChildServer):
             f"SELECT 'CREATE DATABASE {self.database}' "
             f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{self.database}')\\gexec\n"
         )
+        # The password goes through the environment (readable by us and root only), never the
+        # command line (/proc/PID/cmdline is world-readable).
+        server = f"postgresql://{self.role}@127.0.0.1:{self.port}/postgres"
         res = subprocess.run(
-            [str(pg_bin("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", with_database(self.url, "postgres")],
+            [str(self._bin("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", server],
             input=sql,
             capture_output=True,
             text=True,
-            env=self._env(),
+            env=self._env() | {"PGPASSWORD": self._password()},
             timeout=60,
         )
         if res.returncode != 0:
