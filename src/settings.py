@@ -5,14 +5,37 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vaultline.events import SLUG_RE, CropMode, Vault
+
+
+# Placeholders of deploy/.env.example and documentation examples: never accepted as secrets.
+PLACEHOLDER_SECRET = re.compile(r"change[-_ ]?me|^(secret|password|token|admin|example|x+|\.\.\.|<.*>)$", re.I)
+
+
+def is_placeholder(secret: str) -> bool:
+    return bool(PLACEHOLDER_SECRET.search(secret.strip()))
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in a URL (or a comma-separated list of them, as for NATS)."""
+    found = []
+    for part in url.split(","):
+        try:
+            password = urlsplit(part.strip()).password
+        except ValueError:
+            continue
+        if password:
+            found.append(password)
+    return found
 
 
 class CreatorConfig(BaseModel):
@@ -74,6 +97,19 @@ class Settings(BaseSettings):
         if not SLUG_RE.match(v):
             raise ValueError(f"default_creator must be a slug: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> "Settings":
+        """deploy/.env.example's `change-me` values must not reach a running service."""
+        candidates: list[tuple[str, str | None]] = [("VAULTLINE_ADMIN_TOKEN", self.admin_token)]
+        for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
+            candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
+        for name, value in candidates:
+            if value is not None and is_placeholder(value):
+                raise ValueError(
+                    f"{name} is the placeholder {value!r} (from deploy/.env.example?): set a real, random secret"
+                )
+        return self
 
     # ------------------------------------------------------------------ derived
 

@@ -355,7 +355,16 @@ def main() -> None:
     from vaultline.entrypoints.logs import configure_logging
 
     configure_logging("WARNING")
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as e:  # the settings: name the problem, never echo the input (secrets)
+        for problem in e.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in problem["loc"])
+            msg = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]invalid configuration[/red]: {f'{where}: ' if where else ''}{msg}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
