@@ -119,8 +119,9 @@ class Decoded:
 # --------------------------------------------------------------------------- decoding
 
 
-def _open_checked(data: bytes) -> Image.Image:
-    """Open and fully load `data`, raising BadImage for anything unsafe or broken."""
+def _open_checked(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Open and fully load `data`, raising BadImage for anything unsafe or broken. `draft`
+    (JPEG only) decodes at a reduced scale no smaller than that size, for previews."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     if len(data) > MAX_BYTES:
@@ -149,6 +150,8 @@ def _open_checked(data: bytes) -> Image.Image:
         # file fails here instead of coming back with grey/black rows.
         if ImageFile.LOAD_TRUNCATED_IMAGES:
             raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; truncated images would pass as good")
+        if draft is not None:
+            im.draft("RGB", draft)
         try:
             im.load()
         except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
@@ -467,3 +470,29 @@ __all__ = [
     "sha256_hex",
     "text_chunk",
 ]
+
+
+# --------------------------------------------------------------------------- previews
+
+THUMB_WIDTH = 320
+
+
+def make_thumbnail(data: bytes, width: int = THUMB_WIDTH) -> bytes:
+    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white.
+
+    Decoded under the same limits as every image (bytes, pixels, bombs, truncation): the
+    original of a failed item is whatever arrived, so a preview of it must not be the way
+    round them. Raises BadImage."""
+    im = _open_checked(data, draft=(width, width * 8))  # JPEG: decode at a reduced scale
+    img = ImageOps.exif_transpose(im)
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=82, optimize=True)
+    return out.getvalue()

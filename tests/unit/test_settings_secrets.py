@@ -28,3 +28,18 @@ def test_real_secrets_and_urls_without_passwords_are_accepted() -> None:
         nats_url="nats://127.0.0.1:4222",
     )
     assert s.admin_token == "f" * 64
+
+
+@pytest.mark.parametrize("field", ["admin_token", "ingest_token"])
+def test_a_configured_token_shorter_than_32_characters_is_refused(field: str) -> None:
+    """Finding 1: a short token is guessable; an empty one is simply unset (the file is used)."""
+    name = f"VAULTLINE_{field.upper()}"
+    with pytest.raises(ValidationError, match=f"{name} is 31 characters long; use at least 32"):
+        Settings(**{field: "a" * 31})
+    assert getattr(Settings(**{field: ""}), field) is None
+    assert getattr(Settings(**{field: "a" * 32}), field) == "a" * 32
+
+
+def test_tls_needs_both_the_certificate_and_the_key(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="both VAULTLINE_ADMIN_TLS_CERT and VAULTLINE_ADMIN_TLS_KEY"):
+        Settings(admin_tls_cert=tmp_path / "cert.pem")
