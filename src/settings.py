@@ -28,6 +28,19 @@ def is_placeholder(secret: str) -> bool:
     return bool(PLACEHOLDER_SECRET.search(secret.strip()))
 
 
+def token_problem(token: str) -> str | None:
+    """Why `token` must not guard the admin app (None when it may): empty, a placeholder or
+    shorter than MIN_TOKEN_LENGTH characters."""
+    token = token.strip()
+    if not token:
+        return "is empty"
+    if is_placeholder(token):
+        return f"is the placeholder {token!r} (from deploy/.env.example?)"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} random ones are needed"
+    return None
+
+
 def _url_passwords(url: str) -> list[str]:
     """The passwords in a URL (or a comma-separated list of them, as for NATS)."""
     found = []
@@ -121,18 +134,15 @@ class Settings(BaseSettings):
     def _no_placeholder_secrets(self) -> "Settings":
         """deploy/.env.example's `change-me` values must not reach a running service, and a
         configured token must be long enough not to be guessed."""
-        tokens = (("VAULTLINE_ADMIN_TOKEN", self.admin_token), ("VAULTLINE_INGEST_TOKEN", self.ingest_token))
-        for name, token in tokens:
-            if token is not None and not is_placeholder(token) and len(token.strip()) < MIN_TOKEN_LENGTH:
-                raise ValueError(
-                    f"{name} is {len(token.strip())} characters long; use at least {MIN_TOKEN_LENGTH} "
-                    "random ones (e.g. `openssl rand -hex 32`)"
-                )
-        candidates: list[tuple[str, str | None]] = list(tokens)
+        for name, token in (("VAULTLINE_ADMIN_TOKEN", self.admin_token), ("VAULTLINE_INGEST_TOKEN", self.ingest_token)):
+            problem = token_problem(token) if token is not None else None
+            if problem:
+                raise ValueError(f"{name} {problem}: set a random one (e.g. `openssl rand -hex 32`)")
+        candidates: list[tuple[str, str]] = []
         for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
             candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
         for name, value in candidates:
-            if value is not None and is_placeholder(value):
+            if is_placeholder(value):
                 raise ValueError(
                     f"{name} is the placeholder {value!r} (from deploy/.env.example?): set a real, random secret"
                 )

@@ -119,7 +119,7 @@ class Decoded:
 # --------------------------------------------------------------------------- decoding
 
 
-def _open_checked(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
+def open_checked(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
     """Open and fully load `data`, raising BadImage for anything unsafe or broken. `draft`
     (JPEG only) decodes at a reduced scale no smaller than that size, for previews."""
     if not data:
@@ -170,7 +170,7 @@ def _describe(data: bytes) -> str:
 
 def decode(data: bytes) -> Decoded:
     """Decode image bytes safely; see the module doc for what is accepted and how."""
-    im = _open_checked(data)
+    im = open_checked(data)
     fmt = im.format or "?"
     source_mode = im.mode
     text = {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
@@ -289,7 +289,7 @@ def phash_distance(a: str, b: str) -> int:
 
 def read_text_chunks(data: bytes) -> dict[str, str]:
     """PNG text chunks (tEXt/zTXt/iTXt) as a dict; {} for JPEG/WebP. Raises BadImage."""
-    im = _open_checked(data)
+    im = open_checked(data)
     return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
 
 
@@ -471,28 +471,3 @@ __all__ = [
     "text_chunk",
 ]
 
-
-# --------------------------------------------------------------------------- previews
-
-THUMB_WIDTH = 320
-
-
-def make_thumbnail(data: bytes, width: int = THUMB_WIDTH) -> bytes:
-    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white.
-
-    Decoded under the same limits as every image (bytes, pixels, bombs, truncation): the
-    original of a failed item is whatever arrived, so a preview of it must not be the way
-    round them. Raises BadImage."""
-    im = _open_checked(data, draft=(width, width * 8))  # JPEG: decode at a reduced scale
-    img = ImageOps.exif_transpose(im)
-    if img.width > width:
-        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        rgba = img.convert("RGBA")
-        img = Image.new("RGB", rgba.size, (255, 255, 255))
-        img.paste(rgba, mask=rgba.getchannel("A"))
-    else:
-        img = img.convert("RGB")
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=82, optimize=True)
-    return out.getvalue()

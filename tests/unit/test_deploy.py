@@ -320,6 +320,8 @@ def test_admin_app_is_published_on_loopback_only(services: dict[str, dict[str, A
         assert not published or host_ip == "127.0.0.1", f"admin port {port!r} is not bound to 127.0.0.1"
     # Inside the container it must listen on all interfaces, or the published port reaches nothing.
     assert _env(admin).get("VAULTLINE_ADMIN_HOST") == "0.0.0.0"
+    # ...which the app refuses over plain HTTP unless told (published on loopback only, above).
+    assert _env(admin).get("VAULTLINE_ADMIN_INSECURE_BIND") == "true"
 
 
 def test_no_service_publishes_on_all_interfaces(services: dict[str, dict[str, Any]]) -> None:

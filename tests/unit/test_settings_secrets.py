@@ -34,7 +34,7 @@ def test_real_secrets_and_urls_without_passwords_are_accepted() -> None:
 def test_a_configured_token_shorter_than_32_characters_is_refused(field: str) -> None:
     """Finding 1: a short token is guessable; an empty one is simply unset (the file is used)."""
     name = f"VAULTLINE_{field.upper()}"
-    with pytest.raises(ValidationError, match=f"{name} is 31 characters long; use at least 32"):
+    with pytest.raises(ValidationError, match=f"{name} is 31 characters long; at least 32"):
         Settings(**{field: "a" * 31})
     assert getattr(Settings(**{field: ""}), field) is None
     assert getattr(Settings(**{field: "a" * 32}), field) == "a" * 32

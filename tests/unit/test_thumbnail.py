@@ -10,7 +10,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from vaultline.adapters.imaging import MAX_PIXELS, BadImage, make_thumbnail
+from vaultline.adapters.imaging import MAX_PIXELS, BadImage
+from vaultline.adapters.thumbnails import make_thumbnail
 
 
 def _png_header_only(width: int, height: int) -> bytes:
