@@ -123,6 +123,8 @@ class Stack:
                 _say(f"  watching  {folder.absolute()}  (new images for {slug})")
         _say(f"  nats      {_redact(s.nats_url or '')}{'  (embedded)' if self.nats else ''}")
         _say(f"  postgres  {_redact(s.database_url or '')}{'  (embedded)' if self.pg else ''}")
+        if self.pg is not None and self.pg.system_user:
+            _say(f"  pg data   {self.pg.pgdata}  (as system user {self.pg.system_user}: PostgreSQL refuses root)")
         _say(f"  handlers  {', '.join(self.runtime.handlers)}")
         for slug, platform in platforms.items():
             note = "" if platform != "local" else f"  (uploads filed under {s.library_root}/{slug}/5_uploaded/)"
