@@ -21,12 +21,12 @@ A cluster made by an earlier version in DATA/postgres/pgdata is used where it is
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib.util
 import logging
 import os
 import pwd
 import secrets
-import hashlib
 import shutil
 import signal
 import stat
