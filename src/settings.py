@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -110,6 +110,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_file: Path | None = None
+    # auto: readable lines on a terminal, JSON lines otherwise (and always in a log file).
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     # Consumer tuning (applied by `vaultline provision`).
     max_deliver: int = 8
