@@ -10,10 +10,9 @@ import hmac
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from vaultline.entrypoints.admin import COOKIE, AdminContext, context
+from vaultline.entrypoints.admin import COOKIE, AdminContext, client_of, context
 from vaultline.entrypoints.pages import login_form, page
 
-COOKIE_MAX_AGE = 14 * 24 * 3600
 MAX_TOKEN_CHARS = 1024
 
 router = APIRouter(include_in_schema=False)
@@ -83,6 +82,15 @@ async def login_page() -> Response:
 
 @router.post("/login")
 async def login(request: Request, ctx: AdminContext = Depends(context)) -> Response:
+    """The admin token in, a session cookie out (a signed session id, never the token itself).
+    Failed attempts are throttled per client address."""
+    sessions, throttle = request.app.state.sessions, request.app.state.throttle
+    client = client_of(request.scope)
+    wait = throttle.wait(client)
+    if wait:
+        response = login_form("Too many failed sign-ins from this address. Try again in a few minutes.", status=429)
+        response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        return response
     try:
         form = await request.form(max_files=0, max_fields=8)
         token = form.get("token")
@@ -90,12 +98,13 @@ async def login(request: Request, ctx: AdminContext = Depends(context)) -> Respo
         token = None
     given = token.strip() if isinstance(token, str) else ""
     if not given or len(given) > MAX_TOKEN_CHARS or not hmac.compare_digest(given.encode(), ctx.token.encode()):
+        throttle.fail(client)
         return login_form("That token is not right.", status=401)
     response = RedirectResponse("/review", status_code=303)
     response.set_cookie(
         COOKIE,
-        given,
-        max_age=COOKIE_MAX_AGE,
+        sessions.issue(),
+        max_age=sessions.max_age,
         path="/",
         httponly=True,
         samesite="strict",
@@ -105,7 +114,8 @@ async def login(request: Request, ctx: AdminContext = Depends(context)) -> Respo
 
 
 @router.get("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    request.app.state.sessions.revoke(request.cookies.get(COOKIE, ""))  # the cookie is dead even if kept
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
