@@ -3,32 +3,10 @@
    /fans            fans by lifetime spend
    /fans?fan=ID     one fan: every image they received (thumbnail, price, bought or not) and a
                     picker of what they can still get, sent through POST /api/sends. */
-'use strict';
-import { h } from './dom.js';
+import { api } from './lib/api.js';
+import { $, h } from './lib/dom.js';
 
 (() => {
-  const $ = (sel) => document.querySelector(sel);
-
-  async function api(method, path, body) {
-    const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    const res = await fetch(path, init);
-    const text = await res.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-    if (!res.ok) {
-      const message = (data && typeof data.error === 'string' && data.error) || res.statusText || 'request failed';
-      if (res.status === 401) window.location.assign('/login');
-      const err = new Error(message);
-      err.status = res.status;
-      throw err;
-    }
-    return data;
-  }
-
   const money = (cents) => (cents ? '$' + (cents / 100).toFixed(2) : 'free');
   const when = (iso) => (iso ? iso.slice(0, 16).replace('T', ' ') : '—');
   const fanHref = (f) => '/fans?fan=' + encodeURIComponent(f.fan_id) + '&creator=' + encodeURIComponent(f.creator);

@@ -1,6 +1,9 @@
-/* Shared DOM helper of the admin pages (ES module). Data goes into the DOM only as text nodes
-   and element properties: no innerHTML, no inline handlers (the pages run under a strict CSP). */
-'use strict';
+/* DOM helpers shared by every admin page (review, fans, inbox, stats). Data goes into the DOM
+   as text nodes and element properties only: no innerHTML, no inline handlers (the pages run
+   under a strict CSP). Import with a relative path, e.g. `import { h, $ } from './lib/dom.js'`. */
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
 /* h('div', {className: 'x', title: 'y', dataset: {id}}, 'text', child) — text children become
    text nodes; props are element properties (no event handlers, no innerHTML). */
@@ -19,3 +22,6 @@ export function h(tag, props, ...children) {
   }
   return el;
 }
+
+/* near_duplicate -> near duplicate: how the pages show an API value (status, flag, mode). */
+export const label = (s) => String(s).replace(/_/g, ' ');
