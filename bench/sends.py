@@ -31,10 +31,13 @@ import time
 import uuid
 from pathlib import Path
 
-from vaultline.adapters.db import create_pool, migrate
-from vaultline.adapters.db.sends import PostgresSendStore
-from vaultline.adapters.embedded import EmbeddedPostgres, create_database, drop_database
-from vaultline.domain import sends as rules
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.databases
+
+from tests.databases import create_database, drop_database  # noqa: E402
+from vaultline.adapters.db import create_pool, migrate  # noqa: E402
+from vaultline.adapters.db.sends import PostgresSendStore  # noqa: E402
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
+from vaultline.domain import sends as rules  # noqa: E402
 
 CREATOR, PLATFORM = "bench", "local"
 
@@ -68,7 +71,7 @@ async def check(store: PostgresSendStore, fan: str, content: uuid.UUID) -> list[
     async with store.for_fan(CREATOR, PLATFORM, fan) as tx:
         [c] = await tx.contents(CREATOR, [content])
         violations = rules.guard([rules.Candidate(c.content_id, c.phash)], await tx.history())
-        raise _Rollback(violations)
+        raise _Rollback(violations)  # the use case would reserve here; the benchmark rolls back
 
 
 class _Rollback(Exception):
@@ -132,6 +135,29 @@ async def bench(url: str, args: argparse.Namespace) -> dict:
                 refused += bool(violations)
             results[kind] = {"checks": len(items), "refused": refused, "p50_ms": round(pct(lat, 0.5), 3),
                              "p99_ms": round(pct(lat, 0.99), 3), "mean_ms": round(statistics.fmean(lat), 3)}  # fmt: skip
+        if args.explain:
+            from vaultline.adapters.db.sends import GUARD_SQL, fan_lock_key, prior
+
+            fan, cid = cases["near"][0]
+            plan = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + GUARD_SQL, [cid], CREATOR, PLATFORM, fan)
+            print("\n".join(r[0] for r in plan), file=sys.stderr)
+            steps: dict[str, list[float]] = {"acquire": [], "begin+lock": [], "read": [], "guard": [], "rollback": []}
+            for fan, cid in cases["near"][:500]:
+                t0 = time.perf_counter()
+                async with pool.acquire() as conn:
+                    t1 = time.perf_counter()
+                    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({fan_lock_key(CREATOR, PLATFORM, fan)})")
+                    t2 = time.perf_counter()
+                    row = await conn.fetchrow(GUARD_SQL, [cid], CREATOR, PLATFORM, fan)
+                    t3 = time.perf_counter()
+                    rules.guard([rules.Candidate(cid, row["contents"][0][5])], [prior(t) for t in row["history"]])
+                    t4 = time.perf_counter()
+                    await conn.execute("ROLLBACK")
+                    t5 = time.perf_counter()
+                for k, a, b in (("acquire", t0, t1), ("begin+lock", t1, t2), ("read", t2, t3), ("guard", t3, t4), ("rollback", t4, t5)):
+                    steps[k].append((b - a) * 1000)
+            for k, v in steps.items():
+                print(f"  {k:<14} p50 {pct(v, 0.5):.3f} ms  p99 {pct(v, 0.99):.3f} ms", file=sys.stderr)
         history = await pool.fetchval(
             "SELECT avg(n) FROM (SELECT count(*) n FROM sends GROUP BY creator, platform, fan_id) x"
         )
@@ -148,6 +174,7 @@ async def main() -> None:
     ap.add_argument("--fans", type=int, default=50_000)
     ap.add_argument("--checks", type=int, default=2_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--explain", action="store_true", help="also print the guard query's plan and a per-step timing")
     args = ap.parse_args()
     external = os.environ.get("VAULTLINE_TEST_DATABASE_URL")
     tmp = None

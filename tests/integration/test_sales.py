@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.databases import create_database, drop_database
 from tests.integration.test_sends import outbox_events, req, uploaded
 from tests.waiting import wait_until
 from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.db.sales import PostgresSalesStore, list_sales
 from vaultline.adapters.db.sends import PostgresSendStore
-from vaultline.adapters.embedded import create_database, drop_database
 from vaultline.adapters.platforms import LocalPlatform
 from vaultline.events import new_event
 from vaultline.handlers import sales, sends

@@ -123,6 +123,21 @@ async def test_the_database_refuses_a_second_live_row_by_itself(pool):
         await pool.execute(insert, uuid.uuid4(), cid, "sent")
 
 
+async def test_the_unique_index_refusal_reaches_the_caller_naming_the_live_send(pool):
+    cid = await uploaded(pool)
+    await pool.execute(
+        """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, status, sent_at)
+           VALUES ($1, $1, $2, 'elena', 'local', 'fan-1', 'sent', '2026-11-02 10:30+00')""",
+        uuid.uuid4(), cid,
+    )  # fmt: skip
+    store = PostgresSendStore(pool)
+    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), cid, "m", None, None, 0, False, None, None)
+    with pytest.raises(Conflict, match=f"already has content {cid} \\(sent 2026-11-02 10:30 UTC\\)"):
+        async with store.for_fan("elena", "local", "fan-1") as tx:
+            await tx.reserve([row])
+    assert await pool.fetchval("SELECT count(*) FROM sends") == 1
+
+
 async def test_bad_requests_change_nothing(pool, tmp_path):
     platform, store = LocalPlatform(tmp_path / "m"), PostgresSendStore(pool)
     cid = await uploaded(pool)

@@ -3,6 +3,7 @@ reservation and its outcome."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,8 +29,11 @@ GUARD_SQL = f"""SELECT
     (SELECT array_agg(ROW({HISTORY_COLUMNS})) {HISTORY_FROM.format('$2', '$3', '$4')}) AS history"""
 
 
-def fan_lock_key(creator: str, platform: str, fan_id: str) -> str:
-    return f"fan:{creator}:{platform}:{fan_id}"
+def fan_lock_key(creator: str, platform: str, fan_id: str) -> int:
+    """The fan's advisory lock: a signed 64-bit number of our own, so BEGIN and the lock go to
+    the server in one round trip (an int literal needs no parameter)."""
+    digest = hashlib.blake2b(f"fan:{creator}:{platform}:{fan_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def prior(row: asyncpg.Record | tuple) -> PriorSend:
@@ -78,19 +82,20 @@ class PostgresFanTx:
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
         await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, None)
+        await self.conn.execute("SAVEPOINT reserve")  # the error message below needs the transaction
         try:
-            async with self.conn.transaction():  # a savepoint: the error message below needs the connection
-                await self.conn.executemany(
-                    """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents,
-                                         text, status, generation, forced, reason, sent_by)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13)""",
-                    [
-                        (r.send_id, r.attempt_id, r.content_id, self.creator, self.platform, self.fan_id, r.media_uuid,
-                         r.price_cents, r.text, r.generation, r.forced, r.reason, r.sent_by)
-                        for r in rows
-                    ],
-                )  # fmt: skip
+            await self.conn.executemany(
+                """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents,
+                                     text, status, generation, forced, reason, sent_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13)""",
+                [
+                    (r.send_id, r.attempt_id, r.content_id, self.creator, self.platform, self.fan_id, r.media_uuid,
+                     r.price_cents, r.text, r.generation, r.forced, r.reason, r.sent_by)
+                    for r in rows
+                ],
+            )  # fmt: skip
         except asyncpg.UniqueViolationError:
+            await self.conn.execute("ROLLBACK TO SAVEPOINT reserve")
             live = await self.conn.fetchrow(
                 """SELECT content_id, status, reserved_at, sent_at FROM sends
                    WHERE creator = $1 AND platform = $2 AND fan_id = $3 AND content_id = ANY($4) AND status <> 'failed'
@@ -111,11 +116,16 @@ class PostgresSendStore:
 
     @asynccontextmanager
     async def for_fan(self, creator: str, platform: str, fan_id: str) -> AsyncIterator[PostgresFanTx]:
-        uow = PostgresUnitOfWork(self._pool)
-        async with uow as tx:
-            # Server-wide: two processes sending to one fan take turns through check + reserve.
-            await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", fan_lock_key(creator, platform, fan_id))
-            yield PostgresFanTx(tx.conn, creator, platform, fan_id)
+        """One transaction holding the fan's advisory lock (server-wide: two processes sending to
+        one fan take turns through check + reserve). Committed on a clean exit."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({fan_lock_key(creator, platform, fan_id)})")
+            try:
+                yield PostgresFanTx(conn, creator, platform, fan_id)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def attempt(self, attempt_id: uuid.UUID) -> list[AttemptRow]:
         rows = await self._pool.fetch("SELECT * FROM sends WHERE attempt_id = $1 ORDER BY reserved_at, id", attempt_id)
