@@ -14,7 +14,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from vaultline.adapters.bus.broker import H_CAUSATION, H_CORRELATION, H_TYPE, MSG_ID, JetStreamPublisher
+from vaultline.adapters.bus.broker import JetStreamPublisher, event_headers
 from vaultline.events import parse_event
 
 log = structlog.get_logger("vaultline.outbox")
@@ -43,12 +43,9 @@ class OutboxRelay:
             done: list[int] = []
             for row in rows:
                 event = parse_event(bytes(row["body"]))
-                headers = {MSG_ID: str(event.event_id), H_TYPE: event.type, H_CORRELATION: str(event.correlation_id)}
-                if event.causation_id:
-                    headers[H_CAUSATION] = str(event.causation_id)
                 try:
                     await self._publisher.publish_raw(
-                        row["subject"], bytes(row["body"]), headers, correlation_id=str(event.correlation_id)
+                        row["subject"], bytes(row["body"]), event_headers(event), correlation_id=str(event.correlation_id)
                     )
                 except Exception as e:
                     await conn.execute(

@@ -12,7 +12,8 @@ import pytest
 from tests.images import Placement, comfy_text, face_png
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import history_subject, read_events
-from vaultline.bootstrap import Runtime, admin_routes, watch_comfy_folders
+from vaultline.bootstrap import Runtime, admin_routes
+from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from vaultline.events import STREAM_SUBJECTS
+
 EVENTS_STREAM = "EVENTS"
 ADVISORIES_STREAM = "ADVISORIES"
 ADVISORY_SUBJECTS: tuple[str, ...] = (
@@ -14,6 +18,33 @@ ADVISORY_SUBJECTS: tuple[str, ...] = (
 )
 DUPLICATE_WINDOW_S = 300.0  # must exceed how long a publisher keeps retrying one event
 ADVISORIES_MAX_AGE_S = 30 * 24 * 3600.0
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            description="vaultline events: the audit trail; Postgres tables are projections of it",
+            subjects=list(STREAM_SUBJECTS),
+            # limits, never workqueue/interest: those delete acked messages and the audit trail.
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+        ),
+        StreamConfig(
+            name=ADVISORIES_STREAM,
+            description="max-deliveries and terminated advisories of EVENTS consumers (dead letters)",
+            subjects=list(ADVISORY_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            max_age=ADVISORIES_MAX_AGE_S,
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -30,6 +61,10 @@ class ConsumerSpec:
     # Fields JetStream cannot change on an existing consumer; provision recreates only if asked.
     deliver_policy: str = "all"
     opt_start_seq: int | None = None
+
+    def max_deliver_or(self, default: int) -> int:
+        """The one place max_deliver is resolved: the spec's own, else the configured default."""
+        return self.max_deliver or default
 
 
 CONSUMERS: dict[str, ConsumerSpec] = {
