@@ -72,8 +72,12 @@ def _crop(p: Ports) -> RawHandler:
     runner = p.extra["crop_runner"] = CropRunner(threads=p.extra.get("concurrency", 1))
     assert p.storage is not None
 
+    every = CONSUMERS["crop"].heartbeat_every_s
+
     async def run(event: Envelope, d: Delivery) -> None:
-        await crop.handle(event, storage=p.storage, crop=runner, publisher=p.publisher)
+        await crop.handle(
+            event, storage=p.storage, crop=runner, publisher=p.publisher, heartbeat=d.in_progress, heartbeat_every=every
+        )
 
     return event_handler(run)
 
@@ -92,7 +96,8 @@ def _upload(p: Ports) -> RawHandler:
 
     store = PostgresUploadStore(p.pool)
     assert p.storage is not None
-    max_deliver = CONSUMERS["upload"].max_deliver_or(p.settings.max_deliver)
+    spec = CONSUMERS["upload"]
+    max_deliver = spec.max_deliver_or(p.settings.max_deliver)
 
     async def run(event: Envelope, d: Delivery) -> None:
         await upload.handle(
@@ -102,6 +107,8 @@ def _upload(p: Ports) -> RawHandler:
             platform_for=p.platforms,
             vault_folder_for=lambda creator, vault: p.settings.creator(creator).vault_folder(vault),
             final_attempt=d.deliveries >= max_deliver,
+            heartbeat=d.in_progress,
+            heartbeat_every=spec.heartbeat_every_s,
         )
 
     return event_handler(run)

@@ -45,6 +45,9 @@ class LocalPlatform:
         log.info("local platform: feed post recorded, not published", media_uuid=media_uuid, post=post)
         return f"local-post-{media_uuid}"
 
+    async def find_post(self, media_uuid: str) -> str | None:
+        return None  # nothing is published: recording the post again is harmless
+
 
 def _translate(e: FanvueError) -> Exception:
     # Transient ones (429, 5xx, timeouts) go back to the bus for a delayed retry.
@@ -94,6 +97,10 @@ class FanvuePlatform:
             self.client.create_post(post.get("text") or "", post.get("audience") or "subscribers", [media_uuid], publish_at)
         )
         return (result or {}).get("uuid")
+
+    async def find_post(self, media_uuid: str) -> str | None:
+        post = await self._call(self.client.find_post_with_media(media_uuid))
+        return str(post["uuid"]) if post and post.get("uuid") else None
 
 
 class PlatformResolver:

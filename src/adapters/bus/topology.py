@@ -54,13 +54,20 @@ class ConsumerSpec:
     name: str
     filter_subjects: tuple[str, ...]
     stream: str = EVENTS_STREAM
-    ack_wait_s: float = 60.0
+    # Short, so a crashed worker's message comes back within seconds; long work keeps its
+    # message with in_progress heartbeats every heartbeat_every_s (handlers.heartbeat).
+    ack_wait_s: float = 30.0
     max_deliver: int | None = None  # None: settings.max_deliver
     max_ack_pending: int = 1000
     description: str = ""
     # Fields JetStream cannot change on an existing consumer; provision recreates only if asked.
     deliver_policy: str = "all"
     opt_start_seq: int | None = None
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """How often long work sends in_progress: three beats per ack_wait."""
+        return self.ack_wait_s / 3
 
     def max_deliver_or(self, default: int) -> int:
         """The one place max_deliver is resolved: the spec's own, else the configured default."""
@@ -78,8 +85,7 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec(
             "crop",
             ("image.generated.>", "image.recrop_requested.>"),
-            ack_wait_s=120.0,
-            description="face-aware crop of new images",
+            description="face-aware crop of new images (heartbeats while a large image is cropped)",
         ),
         ConsumerSpec(
             "library",
@@ -89,8 +95,8 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec(
             "upload",
             ("image.approved.>", "media.upload_retry_requested.>"),
-            ack_wait_s=300.0,  # a multipart upload and the wait for the media to be ready
-            description="uploads approved images into the platform's vault folders",
+            description="uploads approved images into the platform's vault folders (heartbeats while it "
+            "waits on the platform: 429 pauses, parts, polling for ready)",
         ),
         ConsumerSpec(
             "dlq",
