@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ import structlog
 
 from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError
+from vaultline.domain.retry import TransientError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.upload import PlatformRejected
 
@@ -105,31 +107,41 @@ class FanvuePlatform:
 
 class PlatformResolver:
     """Which platform a creator uploads to: Fanvue when tokens are stored for it (after
-    `vaultline fanvue login`), the local platform otherwise. One client per creator."""
+    `vaultline fanvue login`), the local platform otherwise. One client per creator.
+
+    The platform never changes silently: only "no tokens stored" means local; a database
+    error is a TransientError (the upload is retried, never filed locally instead). Only the
+    Fanvue answer is cached: "local" is checked again on every call, so a login takes effect
+    on the next upload without a restart."""
 
     def __init__(self, pool: Any, data_dir: Any) -> None:
         self._pool = pool
         self._data_dir = data_dir
         self._cache: dict[str, Any] = {}
+        self._local = LocalPlatform()
+        self._building = asyncio.Lock()
 
     async def has_fanvue(self, creator: str) -> bool:
         try:
-            return bool(
-                await self._pool.fetchval(
-                    "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
-                )
+            found = await self._pool.fetchval(
+                "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
             )
-        except Exception:  # table missing on an unmigrated database: no Fanvue
-            return False
+        except Exception as e:
+            raise TransientError(f"cannot tell whether {creator} has Fanvue tokens: {e!r}") from e
+        return bool(found)
 
     async def __call__(self, creator: str) -> Any:
-        if creator not in self._cache:
-            self._cache[creator] = await self._build(creator)
+        cached = self._cache.get(creator)
+        if cached is not None:
+            return cached
+        if not await self.has_fanvue(creator):
+            return self._local  # not cached: the next call sees a login
+        async with self._building:  # one client per creator, even when two uploads ask at once
+            if creator not in self._cache:
+                self._cache[creator] = await self._build(creator)
         return self._cache[creator]
 
     async def _build(self, creator: str) -> Any:
-        if not await self.has_fanvue(creator):
-            return LocalPlatform()
         from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, load_cipher
         from vaultline.entrypoints.fanvue_cli import FanvueConfig
 
