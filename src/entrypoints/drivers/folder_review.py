@@ -82,7 +82,9 @@ async def decide_file(path: Path, *, root: Path, uow: UnitOfWorkFactory, setting
     creator, name = parts[0], parts[-1]
     cid = library.content_id_from_name(name)
     if cid is None:
-        return Outcome(path, "ignored", reason="not a library file name (no content id)")
+        # rejected/ also holds watched files that never became an image: resting, not a decision.
+        resting = len(parts) == 3 and parts[1] == library.REJECTED
+        return Outcome(path, "ignored", reason="not a library file name (no content id)", decided=resting)
     if len(parts) == 4 and parts[1] == library.APPROVED:
         vault = parts[2]
         if vault not in VAULTS:
