@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from vaultline.adapters.db.rate_bucket import PostgresTokenBucket
 from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError
 from vaultline.domain.retry import TransientError
@@ -22,6 +23,7 @@ from vaultline.handlers.upload import PlatformRejected
 log = structlog.get_logger("vaultline.platforms")
 
 PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S = 200, 60.0  # per creator (fanvue-api.md)
 
 
 class LocalPlatform:
@@ -105,6 +107,12 @@ class FanvuePlatform:
         return str(post["uuid"]) if post and post.get("uuid") else None
 
 
+def fanvue_budget(pool: Any, creator: str) -> PostgresTokenBucket:
+    """Fanvue's request budget of a creator (200 / 60 s), shared by every process through
+    PostgreSQL: N upload workers together stay within it."""
+    return PostgresTokenBucket(pool, f"fanvue:{creator}", FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S)
+
+
 class PlatformResolver:
     """Which platform a creator uploads to: Fanvue when tokens are stored for it (after
     `vaultline fanvue login`), the local platform otherwise. One client per creator.
@@ -155,8 +163,9 @@ class PlatformResolver:
 
         store = PostgresTokenStore(self._pool, load_cipher(self._data_dir))
         client = FanvueClient(
-            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix
-        )
+            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix,
+            rate_limiter=fanvue_budget(self._pool, creator),
+        )  # fmt: skip
         return FanvuePlatform(client)
 
     async def close(self) -> None:
