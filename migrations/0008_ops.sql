@@ -35,3 +35,8 @@ CREATE TABLE rate_buckets (
     updated_at    timestamptz      NOT NULL DEFAULT clock_timestamp(),
     paused_until  timestamptz      NOT NULL DEFAULT '-infinity'
 );
+
+-- `vaultline dlq drop ID` keeps the row for the audit trail and hides it from the list;
+-- `vaultline dlq retry ID` records when and under which new message id it was republished.
+ALTER TABLE dead_letters ADD COLUMN dropped_at timestamptz;
+ALTER TABLE dead_letters ADD COLUMN redrive_msg_id uuid;
