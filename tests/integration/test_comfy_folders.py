@@ -16,8 +16,8 @@ from tests.images import Placement, face_png
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import connect, read_events
 from vaultline.adapters.db.problems import recent_problems
-from vaultline.bootstrap import Runtime, admin_routes
-from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app
+from vaultline.bootstrap import Runtime
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 from vaultline.entrypoints.cli import app as cli_app
 from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 
@@ -64,8 +64,8 @@ async def test_files_that_never_become_images_move_to_rejected_with_a_reason(set
         for name, data in bad.items():
             (comfy_dir / name).write_bytes(data)
         await wait_until(lambda: _all_listed(pool, bad), timeout=20, what="three problems")
-        ctx = AdminContext(token="t0k")
-        server = AdminServer(create_app(ctx, admin_routes(ctx, rt)))
+        ctx = AdminContext(token="t0k", services=Services.from_runtime(rt))
+        server = AdminServer(create_app(ctx))
         rt.add_task(server.serve())
         await wait_until(lambda: server.started, what="admin server")
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
