@@ -6,6 +6,7 @@
    Two views: "In review" (status in_review, decisions) and "Failed uploads" (status
    upload_failed: the platform's reason and a retry, nothing else). */
 'use strict';
+import './problems.js'; // the "problems" list above the grid (GET /api/problems)
 
 (() => {
   const PAGE_SIZE = 50;
