@@ -6,9 +6,7 @@ Exit codes: 0 done, 1 no such dead letter / not possible in its state, 2 no runn
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,7 +17,8 @@ import typer
 from rich.table import Table
 
 from vaultline.domain.errors import UserError
-from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
+from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, with_pool
+from vaultline.entrypoints.cli_common import print_json as _print_json
 
 dlq_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Dead letters: list, show, retry, drop.")
 
@@ -43,32 +42,13 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return outp
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
 def _run(data_dir: Path | None, work: Callable[[Any, Any], Awaitable[Any]], *, need_nats: bool = False) -> Any:
     """Run `work(store, settings)` against the running stack's database; user errors exit 1."""
-    import asyncpg
-
-    from vaultline.adapters.db import create_pool
     from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
 
     s = connected(data_dir, need_db=True, need_nats=need_nats)
-
-    async def main() -> Any:
-        try:
-            pool = await create_pool(s.database_url, min_size=1, max_size=2)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
-            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
-            raise typer.Exit(2) from None
-        try:
-            return await work(PostgresDeadLetterStore(pool), s)
-        finally:
-            await pool.close()
-
     try:
-        return asyncio.run(main())
+        return with_pool(s, lambda pool: work(PostgresDeadLetterStore(pool), s))
     except UserError as e:
         err.print(f"[red]{e.message}[/red]")
         raise typer.Exit(1) from None

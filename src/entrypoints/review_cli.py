@@ -5,10 +5,7 @@ publishes it; nothing here talks to NATS."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,8 @@ import typer
 from rich.table import Table
 
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
+from vaultline.entrypoints.cli_common import print_json as _print_json
+from vaultline.entrypoints.cli_common import with_pool as _with_pool
 from vaultline.settings import Settings
 
 review_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The review queue: list, approve, reject, retry failed uploads.")
@@ -31,29 +30,6 @@ def _reviewer() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no user name in a bare container
         return "cli"
-
-
-def _with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    import asyncpg
-
-    from vaultline.adapters.db import create_pool
-
-    async def main() -> Any:
-        try:
-            pool = await create_pool(s.database_url, min_size=1, max_size=2)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
-            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
-            raise typer.Exit(2) from None
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(main())
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- list

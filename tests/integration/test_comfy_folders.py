@@ -24,13 +24,6 @@ from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def comfy_dir(tmp_path) -> Path:
-    d = tmp_path / "comfy" / "output"
-    d.mkdir(parents=True)
-    return d
-
-
 async def test_an_ingest_that_fails_while_nats_is_down_is_retried_until_it_lands(settings, fresh_nats, comfy_dir):
     s = settings.model_copy(update={"nats_url": fresh_nats.url, "default_creator": "elena"})
     results, retries = [], []

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def comfy_dir(tmp_path) -> Path:
-    d = tmp_path / "comfy" / "output"
-    d.mkdir(parents=True)
-    return d
-
-
-@pytest.fixture
 def pipeline_settings(settings, tmp_path, comfy_dir):
     config = tmp_path / "vaultline.toml"
     config.write_text(f'[creators.elena]\ncrop_mode = "chin"\ncomfy_output_dirs = ["{comfy_dir}"]\n')

@@ -21,28 +21,24 @@ ADVISORIES_MAX_AGE_S = 30 * 24 * 3600.0
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    # limits, never workqueue/interest: those delete acked messages and the audit trail.
+    common = {"retention": RetentionPolicy.LIMITS, "storage": StorageType.FILE, "discard": DiscardPolicy.OLD,
+              "num_replicas": replicas}  # fmt: skip
     return [
         StreamConfig(
             name=EVENTS_STREAM,
             description="vaultline events: the audit trail; Postgres tables are projections of it",
             subjects=list(STREAM_SUBJECTS),
-            # limits, never workqueue/interest: those delete acked messages and the audit trail.
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_direct=True,
+            **common,
         ),
         StreamConfig(
             name=ADVISORIES_STREAM,
             description="max-deliveries and terminated advisories of EVENTS consumers (dead letters)",
             subjects=list(ADVISORY_SUBJECTS),
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
             max_age=ADVISORIES_MAX_AGE_S,
+            **common,
         ),
     ]
 
