@@ -71,3 +71,17 @@ async def test_a_429_seen_by_one_worker_pauses_the_other(two_workers):
     assert time.monotonic() - asked >= 1.5  # the other worker waited out the same pause
     assert (await first)["handle"] == "elena"
     assert server.count("users.me") == 3  # the 429, then one call each
+
+
+async def test_what_the_server_says_is_left_caps_every_worker(two_workers):
+    _, _, buckets = two_workers
+    buckets[0].observe_remaining(2)  # X-RateLimit-Remaining: 2, seen by one worker
+    await buckets[0].flush()
+    takes = [asyncio.create_task(buckets[1].acquire()) for _ in range(4)]
+    try:
+        done, pending = await asyncio.wait(takes, timeout=1.0)
+        assert len(done) == 2 and len(pending) == 2  # the other worker believes no more than 2
+    finally:
+        for t in takes:
+            t.cancel()
+        await asyncio.gather(*takes, return_exceptions=True)
