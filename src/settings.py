@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # comfy_output_dirs). Anything outside is refused.
     ingest_roots: list[Path] = Field(default_factory=list)
 
+    # A file in a watched ComfyUI folder that is still not a complete image this many seconds
+    # after its last change moves to <creator>/rejected/ with a .reason.txt (a "problem").
+    watch_reject_after_s: float = 30.0
+
     log_level: str = "INFO"
     log_file: Path | None = None
     # auto: readable lines on a terminal, JSON lines otherwise (and always in a log file).

@@ -53,6 +53,20 @@ INGEST_ROUTE = ("POST", "/api/ingest")  # all the ingest token opens
 ADMIN_TOKEN_FILE, INGEST_TOKEN_FILE = "admin-token", "ingest-token"
 
 
+class RevalidatedStaticFiles(StaticFiles):
+    """/static with `Cache-Control: no-cache`: the browser keeps its copy but asks again
+    (ETag / If-Modified-Since, answered 304) each time. The page links its entry module with a
+    content hash (pages.asset), but the ES modules that one imports (`./review/cards.js`) are
+    fetched by plain URL and a build step would be needed to version them; without this header a
+    browser may reuse a changed module from its heuristic cache next to a new entry module. On
+    127.0.0.1 a 304 per module costs nothing."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 class InsecureConfiguration(RuntimeError):
     """The admin app refuses to start like this (a weak token, a plain-HTTP public bind)."""
 
@@ -472,7 +486,7 @@ def create_app(ctx: AdminContext, routers: Sequence[APIRouter] | None = None) ->
     for router in ROUTERS if routers is None else routers:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", RevalidatedStaticFiles(directory=STATIC_DIR), name="static")
     _install_error_mapping(app)
     app.state.sessions = Sessions(ctx.token)
     app.state.throttle = FailureThrottle()

@@ -369,6 +369,7 @@ def ingest(
 
 def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
+    from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
 
@@ -376,6 +377,7 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    app.add_typer(dlq_app, name="dlq")
 
 
 _register_subcommands()

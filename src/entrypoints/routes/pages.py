@@ -1,6 +1,7 @@
 """The pages of the admin app: /, /review, /login (GET, POST), /logout. The page shell and the
-navigation are in entrypoints/pages.py; the review page's code is static/review.js and its
-modules."""
+navigation are in entrypoints/pages.py; the review page's code is static/review.js and the
+modules it imports (static/review/, static/lib/). The vaults, crop modes and flags in its
+controls come from GET /api/meta, so this markup names none of them."""
 
 from __future__ import annotations
 
@@ -27,13 +28,7 @@ REVIEW_BODY = """
   <p id="stages" class="stages" aria-live="polite">loading…</p>
   <nav class="filters" aria-label="Filters">
     <label>Creator <select id="f-creator"><option value="">all</option></select></label>
-    <label id="flag-filter">Flag <select id="f-flag">
-      <option value="">any</option>
-      <option value="face">face</option>
-      <option value="fallback">fallback</option>
-      <option value="near_duplicate">near duplicate</option>
-      <option value="needs_manual_crop">needs manual crop</option>
-    </select></label>
+    <label id="flag-filter">Flag <select id="f-flag"><option value="">any</option></select></label>
     <button type="button" id="refresh">Refresh</button>
     <button type="button" id="help-toggle" aria-expanded="false" aria-controls="help">Keys</button>
   </nav>
@@ -45,7 +40,7 @@ REVIEW_BODY = """
     <dt>A</dt><dd>approve the focused card</dd>
     <dt>R</dt><dd>reject: type a reason, Enter confirms, Esc cancels</dd>
     <dt>T</dt><dd>edit its tags (Enter saves)</dd>
-    <dt>1 2 3</dt><dd>vault feed / ppv / archive</dd>
+    <dt id="vault-key-names">1 2 3</dt><dd id="vault-keys">pick the vault</dd>
     <dt>P</dt><dd>edit its price (dollars)</dd>
     <dt>O</dt><dd>show the original with the cut line</dd>
     <dt>X / Space</dt><dd>select for bulk actions</dd>
@@ -56,14 +51,18 @@ REVIEW_BODY = """
 <section id="bulk" class="bulk" aria-label="Bulk actions">
   <label class="bulk-all"><input type="checkbox" id="select-all"> <span id="sel-count">0 selected</span></label>
   <span class="bulk-hint">Select cards (X) to approve or reject several at once.</span>
-  <label class="bulk-ctl">Vault <select id="bulk-vault">
-    <option value="feed">feed</option><option value="ppv">ppv</option><option value="archive">archive</option>
-  </select></label>
+  <label class="bulk-ctl">Vault <select id="bulk-vault"></select></label>
   <label class="bulk-ctl">Price $ <input id="bulk-price" type="text" inputmode="decimal" placeholder="0.00" size="6"></label>
   <button type="button" id="bulk-approve" class="approve bulk-ctl" disabled>Approve selected</button>
   <input id="bulk-reason" class="bulk-ctl" type="text" placeholder="reason for rejecting the selection" maxlength="500">
   <button type="button" id="bulk-reject" class="reject bulk-ctl" disabled>Reject selected</button>
   <span id="bulk-msg" class="bulk-msg" role="status"></span>
+</section>
+<section id="problems" class="problems" aria-label="Problems" hidden>
+  <details open>
+    <summary>Problems: <span id="problems-count">0</span> watched files never became an image (moved to rejected/)</summary>
+    <ul id="problems-list"></ul>
+  </details>
 </section>
 <p id="notice" class="notice" role="status" aria-live="polite"></p>
 <main id="grid" class="grid" aria-label="Items in review"></main>
@@ -79,7 +78,8 @@ async def root() -> Response:
 
 @router.get("/review")
 async def review_page(view: str | None = None) -> Response:
-    return page("vaultline — review", REVIEW_BODY, scripts=("review.js",), active="failed" if view == "failed" else "review")
+    active = "failed" if view == "failed" else "review"
+    return page("vaultline — review", REVIEW_BODY, scripts=("review.js",), active=active)
 
 
 @router.get("/login")
