@@ -90,7 +90,7 @@ class ItemOut(_Out):
     price_cents: int | None
     reject_reason: str | None
     error: str | None
-    badges: list[Literal["face", "fallback", "near_duplicate", "needs_manual_crop"]]
+    badges: list[Literal["face", "fallback", "near_duplicate", "needs_manual_crop", "face_check"]]
     images: ImagesOut
 
 

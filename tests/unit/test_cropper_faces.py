@@ -214,7 +214,7 @@ def test_same_bytes_same_output_and_payload(cropper):
     a, b = cropper.crop(png, "chin"), cropper.crop(png, "chin")
     assert a.upload_png == b.upload_png and a.archive_png == b.archive_png
     assert a.decision == b.decision
-    assert set(a.timings_ms) == {"decode", "detect", "crop", "encode", "total"}
+    assert set(a.timings_ms) == {"decode", "detect", "check", "crop", "encode", "total"}
     assert a.text_chunks == comfy_text()
     assert b"workflow" in a.archive_png and b"workflow" not in a.upload_png
 
