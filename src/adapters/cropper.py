@@ -73,7 +73,7 @@ class CropResult:
 
 
 class Cropper:
-    """Face-aware cropper. `detector` is anything with `detect(rgb) -> list[Face]`; by default a
+    """Face-aware cropper. `detector` is a FaceFinder (`detect` and `scan`); by default a
     MediaPipe FaceDetector is created on first use. Not thread-safe beyond what the detector
     guarantees: use one Cropper per worker thread or process.
 

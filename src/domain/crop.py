@@ -527,7 +527,11 @@ def checked_cut(faces: Sequence[Face], width: int, height: int, mode: str, scan:
         found += len(visible)
         for f in visible:
             box = f.box if f.box is not None else f.mesh_box
-            seen = any(same_face(box, k.box if k.box is not None else k.mesh_box) for k in known if k.landmarks is not None)
+            seen = any(
+                same_face(box, k.box if k.box is not None else k.mesh_box)
+                for k in known
+                if check_face(k, width, height) is None
+            )
             if check_face(f, width, height) is None and not seen:
                 known.append(f)
             else:  # no trustworthy mesh, or a known face whose landmarks did not clear its box
