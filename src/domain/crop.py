@@ -29,6 +29,10 @@ by a mode, so they are removed entirely (box bottom + BOX_MARGIN x box height).
 
 Too little left: if the cut would leave less than MIN_KEEP_FRACTION of the height, the cut is
 moved up to keep exactly that much and `needs_manual_crop` is set: a human has to crop it.
+
+Output check (checked_cut): after deciding, the kept rows (plus a band above the cut) are
+scanned again by a pass that finds small faces; a face found there that the cut leaves visible
+joins the decision and the check repeats. The verdict is `output_check` on the decision.
 """
 
 from __future__ import annotations
