@@ -108,16 +108,18 @@ class FaceDetector:
                 # Grey margins left and right: a face cut by the frame's side edge is found
                 # when it does not touch the tile's edge (measured: half faces at the edge).
                 pad = round(EDGE_PAD * max(1.0, max(h, w) / 1216))
-                region = cv2.copyMakeBorder(rgb[top:], 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=(_GRAY,) * 3)
-                rh, rw = region.shape[:2]
+                rh, rw = h - top, w + 2 * pad  # the region, with the grey margins
                 # Tiles on a large image are as large, relative to the frame, as on 832x1216.
                 side = max(TILE_SIDE, round(max(h, w) * TILE_SIDE / 1216))
                 tw, th = min(side, rw), min(side, rh)
                 for y in _starts(rh, th):
                     for x in _starts(rw, tw):
-                        tile = np.ascontiguousarray(region[y : y + th, x : x + tw])
-                        found += _shifted(self._detect_boxes(tile), x - pad, top + y)
-                found += _shifted(self._detect_boxes(region, self._short), -pad, top)
+                        x0 = x - pad  # image column of the tile's left edge (may be < 0)
+                        tile = np.full((th, tw, 3), _GRAY, np.uint8)
+                        sx0, sx1 = max(x0, 0), min(x0 + tw, w)
+                        tile[:, sx0 - x0 : sx1 - x0] = rgb[top + y : top + y + th, sx0:sx1]
+                        found += _shifted(self._detect_boxes(tile), x0, top + y)
+                found += _shifted(self._detect_boxes(rgb[top:], self._short), 0, top)
             faces = [
                 self._mesh_in_roi(rgb, box, score)
                 for box, score in merge_boxes(found)
