@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, settings_for
+from vaultline.events import CROP_MODES
 from vaultline.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -21,31 +22,49 @@ events_app = typer.Typer(no_args_is_help=True, help="The audit trail: events in 
 app.add_typer(events_app, name="events")
 
 def _logging(s: Settings, to_file: bool) -> None:
-    from vaultline.entrypoints.logs import configure_logging
+    from vaultline.entrypoints.logs import configure_logging, filter_native_stderr
 
-    configure_logging(s.log_level, s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None))
+    filter_native_stderr()  # run and worker may load MediaPipe
+    file = s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None)
+    configure_logging(s.log_level, file, "json" if file and s.log_format == "auto" else s.log_format)
 
 
 # --------------------------------------------------------------------------- run / worker
+
+
+InsecureBind = typer.Option(
+    False,
+    "--insecure-bind",
+    help="Serve the admin app over plain HTTP on a non-loopback VAULTLINE_ADMIN_HOST (only on a network "
+    "that is yours alone; otherwise set VAULTLINE_ADMIN_TLS_CERT/KEY).",
+)
 
 
 @app.command()
 def run(
     data_dir: Path = DataDir,
     log_to_file: bool = typer.Option(False, "--log-file", help="Write JSON logs to DIR/logs/ instead of stderr."),
+    insecure_bind: bool = InsecureBind,
 ) -> None:
     """Run the whole pipeline in this process. Starts embedded nats-server and PostgreSQL
     under the data dir unless VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL are set."""
-    from vaultline.adapters.embedded import AlreadyRunning
+    from vaultline.entrypoints.admin import InsecureConfiguration
+    from vaultline.entrypoints.datadir import AlreadyRunning, ensure_data_dir
     from vaultline.entrypoints.stack import Stack
 
     s = settings_for(data_dir or Path("./vaultline-data"))
+    if insecure_bind:
+        s = s.model_copy(update={"admin_insecure_bind": True})
+    ensure_data_dir(s.data_dir)  # 0700, before anything (the log file) creates it
     _logging(s, log_to_file)
     try:
         asyncio.run(Stack(s).run())
     except AlreadyRunning as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
+    except InsecureConfiguration as e:
+        err.print(f"[red]refusing to start[/red]: {e}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -80,25 +99,40 @@ def worker(
 
 
 @app.command()
-def admin(data_dir: Path = DataDir) -> None:
+def admin(data_dir: Path = DataDir, insecure_bind: bool = InsecureBind) -> None:
     """Serve the admin HTTP app alone (review page, API, ingest hook) against external
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
-    from vaultline.bootstrap import Runtime, admin_routes
-    from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+    from vaultline.bootstrap import Runtime
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, InsecureConfiguration, Services, admin_security, create_app
 
     s = connected(data_dir, need_db=True)
+    if insecure_bind:
+        s = s.model_copy(update={"admin_insecure_bind": True})
     _logging(s, False)
+    try:
+        security = admin_security(s)
+    except InsecureConfiguration as e:
+        err.print(f"[red]refusing to start[/red]: {e}", highlight=False)
+        raise typer.Exit(2) from None
 
     async def main() -> None:
         import signal
 
         async with Runtime(s, [], relay=False) as rt:
-            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), pool=rt.pool)
-            server = AdminServer(create_app(ctx, admin_routes(ctx, rt)), host=s.admin_host, port=s.admin_port)
+            ctx = AdminContext(
+                token=security.token,
+                ingest_token=security.ingest_token,
+                trusted_hosts=security.trusted_hosts,
+                services=Services.from_runtime(rt),
+            )
+            server = AdminServer(create_app(ctx), host=s.admin_host, port=s.admin_port, tls=security.tls)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
-            err.print(f"admin app on http://{s.admin_host}:{s.admin_port} (token: VAULTLINE_ADMIN_TOKEN or {s.data_dir}/admin-token)")
+            err.print(
+                f"admin app on {server.scheme}://{s.admin_host}:{s.admin_port} (tokens: VAULTLINE_ADMIN_TOKEN or "
+                f"{s.data_dir}/admin-token; ingest only: VAULTLINE_INGEST_TOKEN or {s.data_dir}/ingest-token)"
+            )
             await server.serve()
 
     asyncio.run(main())
@@ -283,7 +317,7 @@ def _image_files(paths: list[Path]) -> list[Path]:
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Image files, or directories walked for .png/.jpg/.jpeg/.webp."),
     creator: str | None = typer.Option(None, "--creator", help="Persona slug [default: the configured default]."),
-    mode: str | None = typer.Option(None, "--mode", help="Crop mode: no_face | chin | lips_only [default: creator's]."),
+    mode: str | None = typer.Option(None, "--mode", help=f"Crop mode: {' | '.join(CROP_MODES)} [default: creator's]."),
     as_json: bool = JsonOut,
     data_dir: Path = DataDir,
 ) -> None:
@@ -291,7 +325,6 @@ def ingest(
     from rich.progress import Progress
 
     from vaultline.bootstrap import Ingestor, Runtime
-    from vaultline.events import CROP_MODES
 
     if mode is not None and mode not in CROP_MODES:
         err.print(f"[red]unknown mode {mode!r}[/red]; use one of {', '.join(CROP_MODES)}")
@@ -336,6 +369,7 @@ def ingest(
 
 def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
+    from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
 
@@ -343,6 +377,7 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    app.add_typer(dlq_app, name="dlq")
 
 
 _register_subcommands()
@@ -354,7 +389,16 @@ def main() -> None:
     from vaultline.entrypoints.logs import configure_logging
 
     configure_logging("WARNING")
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as e:  # the settings: name the problem, never echo the input (secrets)
+        for problem in e.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in problem["loc"])
+            msg = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]invalid configuration[/red]: {f'{where}: ' if where else ''}{msg}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import structlog
 
 from vaultline.domain import library
 from vaultline.events import Envelope, ImageGenerated, ImageRecropRequested, new_event
+from vaultline.handlers.heartbeat import DEFAULT_EVERY_S, Heartbeat, keep_alive
 from vaultline.handlers.ports import Publisher, Storage
 
 NAME = "crop"
@@ -35,6 +36,8 @@ async def handle(
     storage: Storage,
     crop: CropFn,
     publisher: Publisher,
+    heartbeat: Heartbeat | None = None,
+    heartbeat_every: float = DEFAULT_EVERY_S,
 ) -> Envelope | None:
     p = event.payload
     if isinstance(p, ImageGenerated):
@@ -52,14 +55,16 @@ async def handle(
         return await _failed(event, publisher, mode, "the original is missing from storage", rejected_key=None)
 
     try:
-        result = await crop(data, mode)
+        # The crop runs in a thread; the event loop keeps the message alive meanwhile.
+        async with keep_alive(heartbeat, heartbeat_every):
+            result = await crop(data, mode)
     except BadCropInput as e:
-        rejected = library.key(creator, library.REJECTED, raw_key.rsplit("/", 1)[-1])
+        rejected = library.key(creator, library.REJECTED, library.name_of(raw_key))
         # Publish first: a crash before the move redelivers, fails the same way, and the
         # republished event is a duplicate; a crash after it finds the file already moved.
         failed = await _failed(event, publisher, mode, str(e), rejected_key=rejected)
         await storage.move(raw_key, rejected)
-        await storage.put(rejected + ".reason.txt", f"{e}\n".encode(), "text/plain")
+        await storage.put(library.reason_key(rejected), f"{e}\n".encode(), "text/plain")
         return failed
 
     cropped_key = library.key(creator, library.CROPPED, name)

@@ -21,8 +21,7 @@ from vaultline.adapters.bus.stream import history_subject, read_events
 from vaultline.adapters.outbox import OutboxRelay
 from vaultline.bootstrap import Runtime
 from vaultline.domain import library
-from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app
-from vaultline.entrypoints.admin_review import review_routes
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 from vaultline.events import new_event
 
 pytestmark = pytest.mark.integration
@@ -85,8 +84,8 @@ class Api:
 @contextlib.asynccontextmanager
 async def serving(settings, *, relay: bool = True) -> AsyncIterator[Api]:
     async with Runtime(settings, ["tracker"], relay=relay) as rt:
-        ctx = AdminContext(token=TOKEN, pool=rt.pool)
-        server = AdminServer(create_app(ctx, review_routes(ctx, rt)))
+        ctx = AdminContext(token=TOKEN, services=Services.from_runtime(rt))
+        server = AdminServer(create_app(ctx))
         rt.add_task(server.serve())
         await wait_until(lambda: server.started, what="admin server")
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -111,8 +110,11 @@ async def test_token_cookie_and_cross_site_rules(settings):
         assert (await api.http.get("/api/content")).status_code == 401
         r = await api.http.get("/api/content", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 403 and r.json() == {"error": "wrong admin token"}
-        cookie = {"Cookie": f"vaultline_admin={TOKEN}"}
+        login = await api.http.post("/login", data={"token": TOKEN})
+        cookie = {"Cookie": f"vaultline_admin={login.cookies['vaultline_admin']}"}
         assert (await api.http.get("/api/content", headers=cookie)).status_code == 200
+        raw_token = {"Cookie": f"vaultline_admin={TOKEN}"}  # the cookie holds a session id, never the token
+        assert (await api.http.get("/api/content", headers=raw_token)).status_code == 403
         assert (await api.http.get("/api/status", headers={"Cookie": "vaultline_admin=nope"})).status_code == 403
 
         body = {"reason": "not today"}
