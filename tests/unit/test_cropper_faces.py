@@ -409,3 +409,30 @@ def test_no_false_faces_on_the_backdrops_and_no_face_images(cropper):
     for name, png in {**no_face_pngs(), "backdrop": png_bytes(BACKDROP)}.items():
         d = cropper.crop(png, "no_face").decision
         assert (d.mode_used, d.cut_y, d.output_check, d.check_faces) == ("fallback", FALLBACK_CUT, "passed", 0), name
+
+
+def test_scan_maps_tile_faces_back_to_image_pixels_and_honours_top_and_wanted(detector, original_landmarks):
+    # What FakeScan (test_crop_geometry) promises, on the real scanner: faces in image pixels
+    # (tile and edge-padding offsets undone), only rows below `top`, meshes only when wanted.
+    upper = small_face(original_landmarks, "astronaut", 80, (420, 300))
+    at_edge = small_face(original_landmarks, "grace_hopper", 70, (0.3 * 70, 900), 10)  # in the grey pad's reach
+    rgb = canvas([upper, at_edge], background=BACKDROP)
+    f_upper, f_edge = expected_face(upper, original_landmarks), expected_face(at_edge, original_landmarks)
+
+    def trusted(faces):  # what the check acts on (a box-only hit needs score >= 0.8; none here)
+        return [f for f in faces if C.check_face(f, CANVAS_W, CANVAS_H) is None or f.score >= C.BOX_ONLY_MIN_SCORE]
+
+    both = trusted(detector.scan(rgb))
+    assert len(both) == 2
+    for found, truth in zip(both, (f_upper, f_edge)):  # sorted top to bottom
+        assert C.check_face(found, CANVAS_W, CANVAS_H) is None
+        assert abs(found.y(C.FACE_OVAL).max() - truth.y(C.FACE_OVAL).max()) <= 0.08 * truth.height
+        assert abs(found.point(C.NOSE_TIP)[0] - truth.point(C.NOSE_TIP)[0]) <= 0.08 * truth.height
+        assert found.box is not None and found.score >= 0.5
+
+    (lower,) = trusted(detector.scan(rgb, top=800))
+    assert lower.box[1] > 800 and lower.landmarks is not None
+    assert all(f.box[3] > 800 for f in detector.scan(rgb, top=800))  # nothing from above `top`
+
+    # Unwanted boxes are dropped before any mesh is fitted to them.
+    assert [f.box[1] > 800 for f in trusted(detector.scan(rgb, wanted=lambda box: box[1] > 800))] == [True]
