@@ -14,8 +14,8 @@ a cut keeps: the full-range model on overlapping tiles of TILE_SIDE px (the mode
 frame: a 60 px face becomes ~19 px at the model's input, which it finds, instead of ~10 px,
 which it misses), the short-range model on the whole region beside it (faces too large for a
 tile), boxes merged by overlap (IoU or containment), then FaceMesh on each wanted box's ROI as
-in stage 2. Measured on 60 faces of 50-120 px: whole frame 28/60 found, tiles 53/60, the
-misses being faces more than a third outside the frame (README, crop section).
+in stage 2. Measured on 60 faces of 50-120 px: whole frame 28/60 found, scan 54/60, the
+misses being faces a third outside the frame (README, crop section).
 
 Thread-safety: MediaPipe solution graphs keep state and are not safe to call concurrently.
 Use one FaceDetector per thread or process; calls on one instance are serialised by a lock,
@@ -25,12 +25,11 @@ so sharing one is slow, not wrong. Close it (or use it as a context manager) to 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import cv2
 import numpy as np
-
-from collections.abc import Callable, Sequence
 
 from vaultline.domain.crop import MESH_POINTS, Box, Face, box_iou, merge_boxes
 

@@ -284,7 +284,9 @@ def test_a_face_too_large_for_the_box_detector_is_found_by_the_whole_image_mesh(
 # --------------------------------------------------------------------------- small and secondary faces
 
 
-def small_face(original_landmarks, source: str, face_h: float, centre: tuple[float, float], angle: float = 0.0) -> Placement:
+def small_face(
+    original_landmarks, source: str, face_h: float, centre: tuple[float, float], angle: float = 0.0
+) -> Placement:
     """A placement of `source` whose face is `face_h` px tall (forehead to chin) with the
     centre of its landmarks at `centre`: a person far from the camera (full-body shot)."""
     lm = original_landmarks(source)
@@ -331,7 +333,8 @@ def test_a_small_face_alone_on_a_full_body_canvas_is_cut_by_its_landmarks(croppe
 
     chin_crop = cropper.crop(png, "chin").decision
     assert chin_crop.face_found and chin_crop.mode_used == "chin"
-    assert f.y(C.LIPS).max() - 0.05 * face_h <= chin_crop.cut_y < f.point(C.CHIN)[1], (chin_crop.cut_y, f.y(C.LIPS).max())
+    lips = f.y(C.LIPS).max()
+    assert lips - 0.05 * face_h <= chin_crop.cut_y < f.point(C.CHIN)[1], (chin_crop.cut_y, lips)
 
 
 def test_a_small_face_below_a_large_one_is_the_lowest_and_the_large_one_goes(cropper, detector, original_landmarks):
