@@ -220,7 +220,7 @@ class Runtime:
             publisher=self.publisher,
             js=js,
             storage=build_storage(s),
-            platforms=self._platforms or PlatformResolver(self.pool, s.data_dir),
+            platforms=self._platforms or PlatformResolver(self.pool, s.data_dir, s.fanvue),
             extra={"concurrency": self.concurrency},
         )
         for name in self.handlers:

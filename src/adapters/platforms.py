@@ -16,6 +16,7 @@ from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.upload import PlatformRejected
+from vaultline.settings import FanvueConfig
 
 log = structlog.get_logger("vaultline.platforms")
 
@@ -100,9 +101,10 @@ class PlatformResolver:
     """Which platform a creator uploads to: Fanvue when tokens are stored for it (after
     `vaultline fanvue login`), the local platform otherwise. One client per creator."""
 
-    def __init__(self, pool: Any, data_dir: Any) -> None:
+    def __init__(self, pool: Any, data_dir: Any, fanvue: FanvueConfig | None = None) -> None:
         self._pool = pool
         self._data_dir = data_dir
+        self._fanvue = fanvue or FanvueConfig()
         self._cache: dict[str, Any] = {}
 
     async def has_fanvue(self, creator: str) -> bool:
@@ -123,21 +125,9 @@ class PlatformResolver:
     async def _build(self, creator: str) -> Any:
         if not await self.has_fanvue(creator):
             return LocalPlatform()
-        from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, load_cipher
-        from vaultline.entrypoints.fanvue_cli import FanvueConfig
+        from vaultline.adapters.fanvue.connect import fanvue_client, token_store
 
-        cfg = FanvueConfig.from_env()
-        oauth = cfg.oauth() if cfg.client_id else None
-
-        async def refresher(current: Any) -> Any:
-            if oauth is None:
-                raise PlatformRejected("Fanvue token expired and VAULTLINE_FANVUE_CLIENT_ID is not set to refresh it")
-            return await oauth.refresh_tokens(current)
-
-        store = PostgresTokenStore(self._pool, load_cipher(self._data_dir))
-        client = FanvueClient(
-            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix
-        )
+        client = fanvue_client(creator, self._fanvue, token_store(self._pool, self._data_dir))
         return FanvuePlatform(client)
 
     async def close(self) -> None:

@@ -5,37 +5,31 @@
     vaultline fanvue whoami --creator elena
 
 Mounted by the main CLI with `app.add_typer(fanvue_app, name="fanvue")`. Tokens go encrypted into
-Postgres (platform_tokens); the key is VAULTLINE_SECRET_KEY or DATA_DIR/secret.key.
+Postgres (platform_tokens); the key is VAULTLINE_SECRET_KEY or DATA_DIR/secret.key. Login (and
+whoami) also store the account's Fanvue user uuid (fanvue_accounts), which routes webhooks.
 
-Environment: VAULTLINE_FANVUE_CLIENT_ID, VAULTLINE_FANVUE_CLIENT_SECRET, VAULTLINE_FANVUE_BASE_URL
-(default https://api.fanvue.com), VAULTLINE_FANVUE_PATH_PREFIX (default none, e.g. /v1),
-VAULTLINE_FANVUE_AUTH_URL, VAULTLINE_FANVUE_TOKEN_URL (default the production OAuth endpoints).
+Configuration: settings.py (Settings.fanvue, the VAULTLINE_FANVUE_* variables).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import webbrowser
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
 import asyncpg
 import typer
 
-from vaultline.adapters.fanvue.client import DEFAULT_BASE_URL, FanvueClient
+from vaultline.adapters.db.fanvue import save_account
+from vaultline.adapters.fanvue import connect
 from vaultline.adapters.fanvue.errors import FanvueError, SecretKeyError, TokenDecryptError
-from vaultline.adapters.fanvue.oauth import (
-    DEFAULT_AUTHORIZE_URL,
-    DEFAULT_TOKEN_URL,
-    OAuthClient,
-    login_interactive,
-)
-from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, TokenSet, load_cipher
+from vaultline.adapters.fanvue.oauth import login_interactive
+from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, PostgresTokenStore, TokenSet
+from vaultline.domain.errors import UserError
 from vaultline.events import SLUG_RE
 from vaultline.settings import Settings
 
@@ -50,32 +44,6 @@ def configure(settings_factory: SettingsFactory) -> None:
     """Let the main CLI pass its own settings (e.g. after --data-dir) instead of the env default."""
     global _settings_factory
     _settings_factory = settings_factory
-
-
-@dataclass(frozen=True)
-class FanvueConfig:
-    base_url: str = DEFAULT_BASE_URL
-    path_prefix: str = ""
-    client_id: str | None = None
-    client_secret: str | None = None
-    authorize_url: str = DEFAULT_AUTHORIZE_URL
-    token_url: str = DEFAULT_TOKEN_URL
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "FanvueConfig":
-        env = os.environ if env is None else env
-        return cls(
-            base_url=env.get("VAULTLINE_FANVUE_BASE_URL") or DEFAULT_BASE_URL,
-            path_prefix=env.get("VAULTLINE_FANVUE_PATH_PREFIX") or "",
-            client_id=env.get("VAULTLINE_FANVUE_CLIENT_ID") or None,
-            client_secret=env.get("VAULTLINE_FANVUE_CLIENT_SECRET") or None,
-            authorize_url=env.get("VAULTLINE_FANVUE_AUTH_URL") or DEFAULT_AUTHORIZE_URL,
-            token_url=env.get("VAULTLINE_FANVUE_TOKEN_URL") or DEFAULT_TOKEN_URL,
-        )
-
-    def oauth(self, client_id: str | None = None) -> OAuthClient:
-        return OAuthClient(client_id or self.client_id or "", self.client_secret,
-                           token_url=self.token_url, authorize_url=self.authorize_url)
 
 
 class CliError(Exception):
@@ -93,14 +61,14 @@ async def token_store(settings: Settings) -> AsyncIterator[PostgresTokenStore]:
     if not settings.database_url:
         raise CliError("no database: set VAULTLINE_DATABASE_URL or start `vaultline run` "
                        f"(looked for {settings.runtime_file})")
-    cipher = load_cipher(settings.data_dir)
-    async with PostgresTokenStore(settings.database_url, cipher) as store:
+    async with connect.token_store(settings.database_url, settings.data_dir) as store:
         yield store
 
 
 async def _login(creator: str, access_token: str | None, refresh_token: str | None,
                  expires_in: int | None, client_id: str | None, port: int, timeout: float,
-                 browser: bool, cfg: FanvueConfig, settings: Settings) -> TokenSet:
+                 browser: bool, settings: Settings) -> tuple[TokenSet, dict[str, Any]]:
+    cfg = settings.fanvue
     if access_token:
         tokens = TokenSet(access_token, refresh_token,
                           time.time() + expires_in if expires_in else None, scope="")
@@ -118,11 +86,22 @@ async def _login(creator: str, access_token: str | None, refresh_token: str | No
             if browser:
                 webbrowser.open(url)
 
-        async with cfg.oauth(client_id) as oauth:
+        async with connect.oauth_client(cfg, client_id) as oauth:
             tokens = await login_interactive(oauth, on_url=show, port=port, timeout=timeout)
+    # Whose tokens are these? Asked before anything is stored, so a login either installs the
+    # tokens and the account (which routes webhooks to this creator) or nothing.
+    staged = InMemoryTokenStore()
+    await staged.save(creator, tokens)
+    try:
+        async with connect.fanvue_client(creator, cfg, staged) as client:
+            me = await client.whoami()
+    except FanvueError as exc:
+        raise CliError(f"could not read the account behind these tokens (GET /users/me): {exc}") from exc
+    tokens = await staged.load(creator) or tokens  # refreshed on the way, if it had to be
     async with token_store(settings) as store:
+        await save_account(settings.database_url, creator, me)
         await store.save(creator, tokens)
-    return tokens
+    return tokens, me
 
 
 @fanvue_app.command()
@@ -144,36 +123,23 @@ def login(
         raise typer.BadParameter("--refresh-token needs --access-token", param_hint="--refresh-token")
     settings = _settings_factory()
     try:
-        tokens = asyncio.run(_login(creator, access_token, refresh_token, expires_in, client_id, port,
-                                    timeout, browser, FanvueConfig.from_env(), settings))
-    except (CliError, FanvueError, SecretKeyError, TokenDecryptError) as exc:
+        tokens, me = asyncio.run(_login(creator, access_token, refresh_token, expires_in, client_id, port,
+                                        timeout, browser, settings))
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except asyncpg.UndefinedTableError:
-        typer.echo("error: table platform_tokens is missing: run `vaultline migrate`", err=True)
+    except asyncpg.UndefinedTableError as exc:
+        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
         raise typer.Exit(1) from None
     scope = f" (scopes: {tokens.scope})" if tokens.scope else ""
-    typer.echo(f"Fanvue tokens stored for {creator}{scope}.")
+    typer.echo(f"Fanvue tokens stored for {creator}{scope}: account @{me.get('handle')} uuid={me.get('uuid')}.")
 
 
-async def _whoami(creator: str, cfg: FanvueConfig, settings: Settings) -> dict[str, Any]:
-    async with token_store(settings) as store:
-        oauth = cfg.oauth() if cfg.client_id else None
-
-        async def refresher(current: TokenSet) -> TokenSet:
-            if oauth is None:
-                raise CliError("the access token needs a refresh: set VAULTLINE_FANVUE_CLIENT_ID "
-                               "(and _CLIENT_SECRET)")
-            return await oauth.refresh_tokens(current)
-
-        try:
-            manager = TokenManager(store, refresher, creator)
-            async with FanvueClient(manager, creator=creator, base_url=cfg.base_url,
-                                    path_prefix=cfg.path_prefix) as client:
-                return await client.whoami()
-        finally:
-            if oauth is not None:
-                await oauth.aclose()
+async def _whoami(creator: str, settings: Settings) -> dict[str, Any]:
+    async with token_store(settings) as store, connect.fanvue_client(creator, settings.fanvue, store) as client:
+        me = await client.whoami()
+    await save_account(settings.database_url, creator, me)  # keeps webhook routing current
+    return me
 
 
 @fanvue_app.command()
@@ -185,12 +151,12 @@ def whoami(
     _check_creator(creator)
     settings = _settings_factory()
     try:
-        me = asyncio.run(_whoami(creator, FanvueConfig.from_env(), settings))
-    except (CliError, FanvueError, SecretKeyError, TokenDecryptError) as exc:
+        me = asyncio.run(_whoami(creator, settings))
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except asyncpg.UndefinedTableError:
-        typer.echo("error: table platform_tokens is missing: run `vaultline migrate`", err=True)
+    except asyncpg.UndefinedTableError as exc:
+        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(me, indent=2, sort_keys=True))

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -51,7 +50,6 @@ from vaultline.adapters.fanvue.errors import (
 from vaultline.adapters.fanvue.oauth import DEFAULT_SCOPES, LoopbackReceiver, OAuthClient, login_interactive
 from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, StaticTokenProvider, TokenManager, TokenSet
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0002_platform_tokens.sql"
 
 
 class FakeTime:
@@ -459,14 +457,9 @@ def test_cli_login_and_whoami(fanvue_server: FanvueTestServer, database_url: str
                               monkeypatch: pytest.MonkeyPatch) -> None:
     from vaultline.entrypoints.fanvue_cli import fanvue_app
 
-    async def migrate() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(MIGRATION.read_text())
-        finally:
-            await conn.close()
+    from vaultline.adapters.db import migrate
 
-    asyncio.run(migrate())
+    asyncio.run(migrate(database_url))  # login also records the account (fanvue_accounts)
     grant = fanvue_server.issue_tokens()
     monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
     monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)

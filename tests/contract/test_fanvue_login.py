@@ -1,0 +1,85 @@
+"""`vaultline fanvue login` records which Fanvue user the tokens belong to (GET /users/me), in
+both forms, so a webhook's recipientUuid finds its creator. Real Postgres, test Fanvue over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.fanvue_server import FanvueTestServer
+from vaultline.adapters.db import migrate
+from vaultline.entrypoints.fanvue_cli import _login, fanvue_app
+from vaultline.settings import Settings
+
+
+@pytest.fixture
+def env(fanvue_server: FanvueTestServer, database_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> FanvueTestServer:
+    asyncio.run(migrate(database_url))
+    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
+    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_AUTH_URL", fanvue_server.authorize_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
+    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
+    return fanvue_server
+
+
+def _rows(database_url: str, sql: str) -> list[dict]:
+    async def q() -> list[dict]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [dict(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
+def test_access_token_login_stores_the_account(env: FanvueTestServer, database_url: str) -> None:
+    grant = env.issue_tokens()
+    r = CliRunner().invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"],
+                                        "--refresh-token", grant["refresh_token"]])
+    assert r.exit_code == 0, r.output
+    assert env.user["uuid"] in r.output
+    assert _rows(database_url, "SELECT creator, user_uuid, handle, display_name FROM fanvue_accounts") == [
+        {"creator": "elena", "user_uuid": env.user["uuid"], "handle": "elena", "display_name": "Elena"}]
+
+
+def test_a_second_creator_cannot_claim_the_same_account(env: FanvueTestServer, database_url: str) -> None:
+    runner = CliRunner()
+    grant = env.issue_tokens()
+    assert runner.invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"]]).exit_code == 0
+    r = runner.invoke(fanvue_app, ["login", "--creator", "mia", "--access-token", env.issue_tokens()["access_token"]])
+    assert r.exit_code == 1 and "already connected to creator 'elena'" in r.output
+    # Nothing of the refused login was stored.
+    assert [row["creator"] for row in _rows(database_url, "SELECT creator FROM platform_tokens")] == ["elena"]
+
+
+def test_login_with_tokens_fanvue_refuses_stores_nothing(env: FanvueTestServer, database_url: str) -> None:
+    r = CliRunner().invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", "not-a-token"])
+    assert r.exit_code == 1 and "GET /users/me" in r.output
+    assert _rows(database_url, "SELECT * FROM platform_tokens") == []
+    assert _rows(database_url, "SELECT * FROM fanvue_accounts") == []
+
+
+def test_interactive_login_stores_the_account(env: FanvueTestServer, database_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def browser(url: str) -> bool:
+        # The user's browser: the authorize page redirects to the loopback receiver.
+        threading.Thread(target=lambda: httpx.get(url, follow_redirects=True, timeout=10), daemon=True).start()
+        return True
+
+    monkeypatch.setattr("webbrowser.open", browser)
+    tokens, me = asyncio.run(_login("elena", None, None, None, None, 0, 10, True, Settings().resolved()))
+    assert tokens.access_token in env.access_tokens and me["uuid"] == env.user["uuid"]
+    assert _rows(database_url, "SELECT creator, user_uuid FROM fanvue_accounts") == [
+        {"creator": "elena", "user_uuid": env.user["uuid"]}]
