@@ -107,6 +107,18 @@ def _upload(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _sales(p: Ports) -> RawHandler:
+    from vaultline.adapters.db.sales import PostgresSalesStore
+    from vaultline.handlers import sales
+
+    store = PostgresSalesStore(p.pool)
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await sales.handle(event, store=store, stream_seq=d.stream_seq)
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -122,6 +134,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "crop": _crop,
     "library": _library,
     "upload": _upload,
+    "sales": _sales,
     "dlq": _dlq,
 }
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vaultline.adapters.fanvue import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL
+from vaultline.domain.sends import DEFAULT_TIERS, PriceTier
 from vaultline.events import SLUG_RE, CropMode, Vault
 
 
@@ -33,6 +33,11 @@ class FanvueConfig:
     earnings_lookback_days: int = 30
 
 
+class PriceTierConfig(BaseModel):
+    min_spend_cents: int = Field(ge=0)
+    price_cents: int = Field(ge=0)
+
+
 class CreatorConfig(BaseModel):
     """Per-persona settings. Everything has a default so an unknown creator just works."""
 
@@ -43,6 +48,14 @@ class CreatorConfig(BaseModel):
     default_vault: Vault = "feed"
     default_ppv_price_cents: int = 999
     vault_folders: dict[str, str] = Field(default_factory=dict)
+    # PPV price by what a fan has spent so far (suggest-ppv):
+    # [[creators.x.ppv_price_tiers]] tables of {min_spend_cents, price_cents}.
+    ppv_price_tiers: list[PriceTierConfig] = Field(
+        default_factory=lambda: [PriceTierConfig(min_spend_cents=t.min_spend_cents, price_cents=t.price_cents) for t in DEFAULT_TIERS]
+    )
+
+    def price_tiers(self) -> list[PriceTier]:
+        return [PriceTier(t.min_spend_cents, t.price_cents) for t in self.ppv_price_tiers]
 
     def vault_folder(self, vault: str) -> str:
         return self.vault_folders.get(vault) or f"{self.slug}-{vault}"

@@ -343,6 +343,9 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    from vaultline.entrypoints.sends_cli import register as register_sends
+
+    register_sends(app)
 
 
 _register_subcommands()

@@ -58,6 +58,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="uploads approved images into the platform's vault folders",
         ),
         ConsumerSpec(
+            "sales",
+            ("sale.recorded.>", "media.sent.>", "message.received.>", "fan.>"),
+            description="sales, sends and fans projections: matches purchases to sends, counts each sale once",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,

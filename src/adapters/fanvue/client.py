@@ -640,6 +640,40 @@ class FanvueClient:
             raise UnexpectedResponse("POST /posts did not return an object")
         return body
 
+    # ------------------------------------------------------------------ chat messages (sends)
+
+    async def send_chat_message(self, fan_uuid: str, text: str | None, media_uuids: Sequence[str] = (),
+                                price_cents: int | None = None) -> str:
+        """POST /chats/{fan}/message {text, mediaUuids, price (integer cents)} -> messageUuid.
+        Never repeated once the request may have reached Fanvue (no idempotency key): a lost
+        response raises TransportError(ambiguous=True) or ServerError and the caller reconciles
+        by reading the fan's messages."""
+        payload: dict[str, Any] = {"text": text or ""}
+        if media_uuids:
+            payload["mediaUuids"] = list(media_uuids)
+        if price_cents:
+            if not media_uuids:
+                raise ValueError("a priced (PPV) message needs media")
+            payload["price"] = int(price_cents)
+        body = await self._json("POST", f"/chats/{quote(fan_uuid, safe='')}/message", json_body=payload,
+                                idempotent=False)
+        message = _first(body, "messageUuid", "uuid", "id")
+        if not message:
+            raise UnexpectedResponse(f"send message without messageUuid: {body!r}")
+        return str(message)
+
+    async def chat_messages(self, fan_uuid: str, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """GET /chats/{fan}/messages (newest first) -> (messages, has_more). No conversation
+        (404) is an empty list."""
+        try:
+            body = await self._json("GET", f"/chats/{quote(fan_uuid, safe='')}/messages",
+                                    params={"page": page, "size": max(1, min(50, size))})
+        except NotFound:
+            return [], False
+        items = body.get("data", []) if isinstance(body, dict) else (body or [])
+        pagination = (body.get("pagination") or {}) if isinstance(body, dict) else {}
+        return [m for m in items if isinstance(m, dict)], bool(pagination.get("hasMore"))
+
 
 # ----------------------------------------------------------------------------- helpers
 
