@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from vaultline.domain.errors import Conflict, Invalid
+from vaultline.domain.fanvue_sync import OpenPpv
 from vaultline.events import Envelope
 
 
@@ -39,16 +39,6 @@ async def save_account(db: "str | asyncpg.Pool | asyncpg.Connection", creator: s
     finally:
         if isinstance(db, str):
             await conn.close()
-
-
-@dataclass(frozen=True)
-class OpenPpv:
-    """A PPV message we sent that the fan has not bought yet (as far as the sync loop saw)."""
-
-    message_uuid: str
-    fan_uuid: str
-    price_cents: int
-    sent_at: datetime
 
 
 class PostgresFanvueStore:
@@ -113,6 +103,11 @@ class PostgresFanvueStore:
         )
 
     # ------------------------------------------------------------------ sync state
+
+    async def fanvue_creators(self) -> list[str]:
+        """Creators with Fanvue tokens stored (after `vaultline fanvue login`)."""
+        rows = await self._pool.fetch("SELECT creator FROM platform_tokens WHERE platform = 'fanvue' ORDER BY creator")
+        return [r["creator"] for r in rows]
 
     async def sync_state(self, creator: str) -> dict[str, str]:
         rows = await self._pool.fetch("SELECT name, value FROM fanvue_sync_state WHERE creator = $1", creator)

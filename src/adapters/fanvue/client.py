@@ -675,6 +675,30 @@ class FanvueClient:
         return [m for m in items if isinstance(m, dict)], bool(pagination.get("hasMore"))
 
 
+    # ------------------------------------------------------------------ ingress (sync loop)
+
+    async def list_chats(self, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """GET /chats, most recent messages first -> (chats, has_more). Each chat has `user{uuid,..}`
+        and `lastMessageAt`."""
+        body = await self._json("GET", "/chats", params={"page": page, "size": max(1, min(50, size)),
+                                                         "sortBy": "most_recent_messages"})
+        items = body.get("data", []) if isinstance(body, dict) else (body or [])
+        pagination = (body.get("pagination") or {}) if isinstance(body, dict) else {}
+        return [c for c in items if isinstance(c, dict)], bool(pagination.get("hasMore"))
+
+    async def earnings(self, start: datetime, end: datetime, *, cursor: str | None = None,
+                       size: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+        """GET /insights/earnings for [start, end) -> (rows, next cursor or None at the end).
+        Rows: {date, gross, net, currency, source, user{uuid,...}|null}; no purchase ids."""
+        params: dict[str, Any] = {"startDate": _iso(start), "endDate": _iso(end), "size": max(1, min(50, size))}
+        if cursor:
+            params["cursor"] = cursor
+        body = await self._json("GET", "/insights/earnings", params=params)
+        items = body.get("data", []) if isinstance(body, dict) else []
+        nxt = body.get("nextCursor") if isinstance(body, dict) else None
+        return [r for r in items if isinstance(r, dict)], (str(nxt) if nxt else None)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
