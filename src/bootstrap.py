@@ -351,9 +351,11 @@ async def watch_comfy_folders(
 
 def background_tasks(runtime: Runtime) -> list[Any]:
     """Long-running coroutines `vaultline run` adds beside the handlers: one folder watcher
-    per creator with ComfyUI output folders configured, and the review-folder watcher that
-    turns files moved by hand into decisions."""
+    per creator with ComfyUI output folders configured, the review-folder watcher that
+    turns files moved by hand into decisions, and the Fanvue sync loop."""
     tasks = []
+    if runtime.settings.fanvue_sync_interval > 0:
+        tasks.append(fanvue_sync(runtime))
     for slug, creator in runtime.settings.creators().items():
         if creator.comfy_output_dirs:
             tasks.append(watch_comfy_folders(runtime, slug, list(creator.comfy_output_dirs)))
@@ -364,6 +366,26 @@ def background_tasks(runtime: Runtime) -> list[Any]:
         s = runtime.settings
         tasks.append(watch_review_folders(runtime.ports.uow, s, s.library_root, runtime.stop_event))
     return tasks
+
+
+async def fanvue_sync(runtime: Runtime) -> None:
+    """The sync loop for every creator uploading to Fanvue, through that creator's upload client:
+    one token bucket, so polling and uploads share Fanvue's request budget."""
+    from datetime import timedelta
+
+    from vaultline.adapters.db.fanvue import PostgresFanvueStore
+    from vaultline.handlers.fanvue_sync import sync_loop
+
+    assert runtime.ports is not None
+    ports = runtime.ports
+
+    async def api_for(creator: str) -> Any:
+        platform = await ports.platforms(creator)
+        return getattr(platform, "client", None) if getattr(platform, "name", None) == "fanvue" else None
+
+    s = runtime.settings
+    await sync_loop(PostgresFanvueStore(ports.pool), api_for, interval_s=s.fanvue_sync_interval,
+                    stop=runtime.stop_event, earnings_lookback=timedelta(days=s.fanvue_earnings_lookback_days))
 
 
 def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:

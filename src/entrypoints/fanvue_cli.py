@@ -3,6 +3,7 @@
     vaultline fanvue login --creator elena                # browser login (OAuth + PKCE)
     vaultline fanvue login --creator elena --access-token T --refresh-token R   # tokens you already have
     vaultline fanvue whoami --creator elena
+    vaultline fanvue sync [--once] [--creator elena]     # poll chats, purchases, earnings
 
 Mounted by the main CLI with `app.add_typer(fanvue_app, name="fanvue")`. Tokens go encrypted into
 Postgres (platform_tokens); the key is VAULTLINE_SECRET_KEY or DATA_DIR/secret.key. Login (and
@@ -14,26 +15,32 @@ Configuration: settings.py (Settings.fanvue, the VAULTLINE_FANVUE_* variables).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import time
 import webbrowser
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, AsyncIterator, Optional
 
 import asyncpg
 import typer
 
-from vaultline.adapters.db.fanvue import save_account
+from vaultline.adapters.db import create_pool
+from vaultline.adapters.db.fanvue import PostgresFanvueStore, save_account
 from vaultline.adapters.fanvue import connect
+from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError, SecretKeyError, TokenDecryptError
 from vaultline.adapters.fanvue.oauth import login_interactive
 from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, PostgresTokenStore, TokenSet
 from vaultline.domain.errors import UserError
 from vaultline.events import SLUG_RE
+from vaultline.handlers.fanvue_sync import SyncReport, sync_loop
 from vaultline.settings import Settings
 
-fanvue_app = typer.Typer(help="Fanvue account: log in a creator, check who the tokens belong to.",
+fanvue_app = typer.Typer(help="Fanvue account: log in a creator, check who the tokens belong to, sync.",
                          no_args_is_help=True)
 
 SettingsFactory = Callable[[], Settings]
@@ -163,3 +170,79 @@ def whoami(
     else:
         typer.echo(f"@{me.get('handle')} ({me.get('displayName')}) uuid={me.get('uuid')} "
                    f"creator={me.get('isCreator')}")
+
+
+async def _sync(settings: Settings, creator: str | None, once: bool, interval: float,
+                on_report: Callable[[SyncReport], Any]) -> list[SyncReport | BaseException]:
+    if not settings.database_url:
+        raise CliError("no database: set VAULTLINE_DATABASE_URL or start `vaultline run` "
+                       f"(looked for {settings.runtime_file})")
+    pool = await create_pool(settings.database_url, max_size=4)
+    clients: dict[str, FanvueClient] = {}
+    try:
+        store = PostgresFanvueStore(pool)
+        known = await store.fanvue_creators()
+        if creator is not None and creator not in known:
+            raise CliError(f"creator {creator!r} is not logged in to Fanvue: run `vaultline fanvue login --creator {creator}`")
+        if not known:
+            raise CliError("no creator is logged in to Fanvue: run `vaultline fanvue login --creator C` first")
+        tokens = connect.token_store(pool, settings.data_dir)
+
+        async def api_for(c: str) -> FanvueClient:
+            if c not in clients:
+                clients[c] = connect.fanvue_client(c, settings.fanvue, tokens)
+            return clients[c]
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        return await sync_loop(store, api_for, interval_s=interval, stop=stop,
+                               creators=[creator] if creator else None, once=once, on_report=on_report,
+                               earnings_lookback=timedelta(days=settings.fanvue_earnings_lookback_days))
+    finally:
+        for client in clients.values():
+            await client.aclose()
+        await pool.close()
+
+
+@fanvue_app.command()
+def sync(
+    once: bool = typer.Option(False, "--once", help="one pass, then exit (default: a pass every --interval)"),
+    creator: Optional[str] = typer.Option(None, "--creator", help="only this creator (default: every creator "
+                                                                  "logged in to Fanvue)"),
+    interval: Optional[float] = typer.Option(None, "--interval", min=1.0,
+                                             help="seconds between passes (default: VAULTLINE_FANVUE_SYNC_INTERVAL)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per creator and pass"),
+) -> None:
+    """Poll Fanvue for new fan messages, purchases and earnings (for installs without a public
+    webhook URL). Facts go to the outbox; a running `vaultline run` publishes them."""
+    if creator is not None:
+        _check_creator(creator)
+    settings = _settings_factory()
+
+    def show(report: SyncReport) -> None:
+        if as_json:
+            typer.echo(json.dumps(report.as_json(), sort_keys=True))
+        else:
+            typer.echo(f"{report.creator}: {report.messages} fan messages, {report.purchases} purchases, "
+                       f"{report.earnings} earnings rows, {report.new_events} new events "
+                       f"({report.requests} requests)")
+            for line in report.skipped:
+                typer.echo(f"  skipped {line}", err=True)
+
+    every = interval or settings.fanvue_sync_interval or 300.0
+    try:
+        results = asyncio.run(_sync(settings, creator, once, every, show))
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except asyncpg.UndefinedTableError as exc:
+        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
+        raise typer.Exit(1) from None
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for exc in failed:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+    if failed:
+        raise typer.Exit(1)

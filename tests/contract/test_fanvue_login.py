@@ -4,6 +4,7 @@ both forms, so a webhook's recipientUuid finds its creator. Real Postgres, test 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
@@ -83,3 +84,25 @@ def test_interactive_login_stores_the_account(env: FanvueTestServer, database_ur
     assert tokens.access_token in env.access_tokens and me["uuid"] == env.user["uuid"]
     assert _rows(database_url, "SELECT creator, user_uuid FROM fanvue_accounts") == [
         {"creator": "elena", "user_uuid": env.user["uuid"]}]
+
+
+def test_sync_once_from_the_cli(env: FanvueTestServer, database_url: str) -> None:
+    runner = CliRunner()
+    grant = env.issue_tokens()
+    assert runner.invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"]]).exit_code == 0
+    fan = "5939aa00-0000-4000-8000-0000000000cc"
+    env.fan_says(fan, "hello there")
+    env.add_earning(1299, fan=fan, source="subscription")
+
+    r = runner.invoke(fanvue_app, ["sync", "--once", "--json"])
+    assert r.exit_code == 0, r.output
+    (report,) = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert (report["creator"], report["messages"], report["earnings"], report["new_events"]) == ("elena", 1, 1, 2)
+    types = [row["subject"].split(".elena.")[0] for row in _rows(database_url, "SELECT subject FROM outbox ORDER BY id")]
+    assert sorted(types) == ["message.received", "sale.recorded"]
+
+    r = runner.invoke(fanvue_app, ["sync", "--once", "--creator", "elena"])
+    assert r.exit_code == 0 and "0 new events" in r.output  # nothing seen twice
+
+    r = runner.invoke(fanvue_app, ["sync", "--once", "--creator", "mia"])
+    assert r.exit_code == 1 and "not logged in to Fanvue" in r.output
