@@ -386,19 +386,3 @@ async def fanvue_sync(runtime: Runtime) -> None:
     s = runtime.settings
     await sync_loop(PostgresFanvueStore(ports.pool), api_for, interval_s=s.fanvue_sync_interval,
                     stop=runtime.stop_event, earnings_lookback=timedelta(days=s.fanvue_earnings_lookback_days))
-
-
-def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
-    """Admin HTTP routes beyond /health and /ready: the ingest hook, the review API, the page."""
-    from vaultline.entrypoints.admin_ingest import ingest_routes
-    from vaultline.entrypoints.admin_review import review_routes
-    from vaultline.entrypoints.review_page import page_routes
-
-    assert runtime.ports is not None
-    return [
-        *ingest_routes(Ingestor(runtime.ports), runtime.settings),
-        *review_routes(ctx, runtime),
-        *page_routes(ctx),
-    ]
-
-

@@ -83,8 +83,8 @@ def worker(
 def admin(data_dir: Path = DataDir) -> None:
     """Serve the admin HTTP app alone (review page, API, ingest hook) against external
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
-    from vaultline.bootstrap import Runtime, admin_routes
-    from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+    from vaultline.bootstrap import Runtime
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
 
     s = connected(data_dir, need_db=True)
     _logging(s, False)
@@ -93,8 +93,8 @@ def admin(data_dir: Path = DataDir) -> None:
         import signal
 
         async with Runtime(s, [], relay=False) as rt:
-            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), pool=rt.pool)
-            server = AdminServer(create_app(ctx, admin_routes(ctx, rt)), host=s.admin_host, port=s.admin_port)
+            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), services=Services.from_runtime(rt))
+            server = AdminServer(create_app(ctx), host=s.admin_host, port=s.admin_port)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
