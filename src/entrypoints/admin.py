@@ -34,6 +34,9 @@ log = structlog.get_logger("vaultline.admin")
 
 COOKIE = "vaultline_admin"
 PUBLIC_PATHS = ("/health", "/login")
+# Paths under these prefixes authenticate themselves: static files need nothing, the Fanvue
+# webhooks carry an HMAC signature (entrypoints/routes/webhooks.py).
+PUBLIC_PREFIXES = ("/static/", "/webhooks/fanvue/")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -103,7 +106,7 @@ class TokenAuth:
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith("/static/"):
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         request = StarletteRequest(scope)
