@@ -20,10 +20,10 @@ import json
 import signal
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, TypeVar
 
 import asyncpg
 import typer
@@ -43,6 +43,7 @@ from vaultline.settings import Settings
 fanvue_app = typer.Typer(help="Fanvue account: log in a creator, check who the tokens belong to, sync.",
                          no_args_is_help=True)
 
+T = TypeVar("T")
 SettingsFactory = Callable[[], Settings]
 _settings_factory: SettingsFactory = lambda: Settings().resolved()  # noqa: E731
 
@@ -55,6 +56,18 @@ def configure(settings_factory: SettingsFactory) -> None:
 
 class CliError(Exception):
     """A message for the operator; the command exits 1."""
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine; an error the operator can act on is one line and exit 1."""
+    try:
+        return asyncio.run(coro)
+    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except asyncpg.UndefinedTableError as exc:
+        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
+        raise typer.Exit(1) from None
 
 
 def _check_creator(creator: str) -> str:
@@ -129,15 +142,8 @@ def login(
     if refresh_token and not access_token:
         raise typer.BadParameter("--refresh-token needs --access-token", param_hint="--refresh-token")
     settings = _settings_factory()
-    try:
-        tokens, me = asyncio.run(_login(creator, access_token, refresh_token, expires_in, client_id, port,
-                                        timeout, browser, settings))
-    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except asyncpg.UndefinedTableError as exc:
-        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
-        raise typer.Exit(1) from None
+    tokens, me = _run(_login(creator, access_token, refresh_token, expires_in, client_id, port,
+                             timeout, browser, settings))
     scope = f" (scopes: {tokens.scope})" if tokens.scope else ""
     typer.echo(f"Fanvue tokens stored for {creator}{scope}: account @{me.get('handle')} uuid={me.get('uuid')}.")
 
@@ -157,14 +163,7 @@ def whoami(
     """Show the Fanvue account the stored tokens belong to (refreshes them if needed)."""
     _check_creator(creator)
     settings = _settings_factory()
-    try:
-        me = asyncio.run(_whoami(creator, settings))
-    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except asyncpg.UndefinedTableError as exc:
-        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
-        raise typer.Exit(1) from None
+    me = _run(_whoami(creator, settings))
     if as_json:
         typer.echo(json.dumps(me, indent=2, sort_keys=True))
     else:
@@ -233,14 +232,7 @@ def sync(
                 typer.echo(f"  skipped {line}", err=True)
 
     every = interval or settings.fanvue_sync_interval or 300.0
-    try:
-        results = asyncio.run(_sync(settings, creator, once, every, show))
-    except (CliError, FanvueError, SecretKeyError, TokenDecryptError, UserError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except asyncpg.UndefinedTableError as exc:
-        typer.echo(f"error: {exc}: run `vaultline migrate`", err=True)
-        raise typer.Exit(1) from None
+    results = _run(_sync(settings, creator, once, every, show))
     failed = [r for r in results if isinstance(r, BaseException)]
     for exc in failed:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

@@ -165,3 +165,36 @@ async def test_new_messages_after_the_mark_only(store: PostgresFanvueStore, pool
     assert report.messages == 2 and report.new_events == 2
     texts = [e.payload.text for e in await _outbox(pool)]
     assert texts[0] == "one" and sorted(texts[1:]) == ["hello from someone else", "two"]
+
+
+async def test_sync_loop_inside_the_runtime_uses_the_upload_client(settings: Any, js: Any,
+                                                                    server: FanvueTestServer) -> None:
+    """What `vaultline run` starts: the loop polls through the creator's upload platform client (one
+    token bucket), and its facts reach the stream through the outbox relay."""
+    from tests.waiting import wait_until
+    from vaultline.adapters.bus.stream import read_events
+    from vaultline.adapters.fanvue.client import shared_bucket
+    from vaultline.adapters.fanvue.connect import token_store
+    from vaultline.adapters.fanvue.tokens import TokenSet
+    from vaultline.bootstrap import Runtime, fanvue_sync
+
+    settings = settings.model_copy(update={"fanvue_base_url": server.base_url, "fanvue_sync_interval": 0.2})
+    async with Runtime(settings, ["tracker"]) as rt:
+        grant = server.issue_tokens()
+        async with token_store(settings.database_url, settings.data_dir) as tokens:
+            await tokens.save("elena", TokenSet.from_token_response(grant, now=time.time()))
+        await save_account(rt.pool, "elena", server.user)
+        hello = server.fan_says(FAN, "are you there?")
+        task = rt.add_task(fanvue_sync(rt))
+
+        async def received() -> list[Any]:
+            return [se.event async for se in read_events(js, subject=f"message.received.elena.{FAN}")]
+
+        await wait_until(received, what="the polled message on the stream")
+        (event,) = await received()
+        assert event.payload.message_uuid == hello["uuid"] and event.payload.source == "sync"
+        platform = await rt.ports.platforms("elena")
+        assert platform.name == "fanvue" and platform.client.bucket is shared_bucket("elena")
+        # Later passes find nothing new; the loop keeps running until the runtime stops.
+        await wait_until(lambda: server.count("chats.list") >= 3, what="more passes")
+        assert len(await received()) == 1 and not task.done()
