@@ -4,6 +4,7 @@
     vaultline fanvue login --creator elena --access-token T --refresh-token R   # tokens you already have
     vaultline fanvue whoami --creator elena
     vaultline fanvue sync [--once] [--creator elena]     # poll chats, purchases, earnings
+    vaultline fanvue webhooks [--json]                   # signed webhooks that published nothing
 
 Mounted by the main CLI with `app.add_typer(fanvue_app, name="fanvue")`. Tokens go encrypted into
 Postgres (platform_tokens); the key is VAULTLINE_SECRET_KEY or DATA_DIR/secret.key. Login (and
@@ -238,3 +239,29 @@ def sync(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+async def _unrouted(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    if not settings.database_url:
+        raise CliError("no database: set VAULTLINE_DATABASE_URL or start `vaultline run`")
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        return await PostgresFanvueStore(pool).unrouted(limit)
+    finally:
+        await pool.close()
+
+
+@fanvue_app.command()
+def webhooks(
+    limit: int = typer.Option(20, "-n", "--limit", min=1, help="how many, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="a JSON array, bodies included"),
+) -> None:
+    """Webhooks that were signed but published nothing (unknown recipient, unreadable body)."""
+    rows = _run(_unrouted(_settings_factory(), limit))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no kept webhooks")
+    for r in rows:
+        typer.echo(f"{r['last_seen_at']}  {r['event']:<17} x{r['deliveries']}  {r['reason']}")

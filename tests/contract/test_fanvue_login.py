@@ -106,3 +106,26 @@ def test_sync_once_from_the_cli(env: FanvueTestServer, database_url: str) -> Non
 
     r = runner.invoke(fanvue_app, ["sync", "--once", "--creator", "mia"])
     assert r.exit_code == 1 and "not logged in to Fanvue" in r.output
+
+
+def test_kept_webhooks_are_listed(env: FanvueTestServer, database_url: str) -> None:
+    from vaultline.adapters.db import create_pool
+    from vaultline.adapters.db.fanvue import PostgresFanvueStore
+
+    async def keep() -> None:
+        pool = await create_pool(database_url)
+        try:
+            await PostgresFanvueStore(pool).keep_unrouted("tip", "who-is-this", "unknown recipient 'who-is-this'",
+                                                          b'{"price": 100}')
+        finally:
+            await pool.close()
+
+    runner = CliRunner()
+    r = runner.invoke(fanvue_app, ["webhooks"])
+    assert r.exit_code == 0 and "no kept webhooks" in r.output
+    asyncio.run(keep())
+    r = runner.invoke(fanvue_app, ["webhooks", "--json"])
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)
+    assert (row["event"], row["recipient_uuid"], row["deliveries"], json.loads(row["body"])) == (
+        "tip", "who-is-this", 1, {"price": 100})

@@ -119,5 +119,8 @@ async def test_unknown_event_and_unreadable_body(settings) -> None:
         assert r.status_code == 400 and "kept for inspection" in r.json()["error"]
         assert await api.rt.pool.fetchval("SELECT count(*) FROM outbox") == 0
         assert await api.rt.pool.fetchval("SELECT count(*) FROM fanvue_unrouted_webhooks") == 1
+        r = await api.deliver("tip", {}, raw=b'{"x": "' + b"a" * (1024 * 1024) + b'"}')
+        assert r.status_code == 413
+        assert await api.rt.pool.fetchval("SELECT count(*) FROM fanvue_unrouted_webhooks") == 1
         # Every other route still needs the admin token.
         assert (await api.http.get("/api/status")).status_code == 401

@@ -102,6 +102,15 @@ class PostgresFanvueStore:
             event, recipient_uuid, reason[:2000], body, hashlib.sha256(f"{event}\n".encode() + body).hexdigest(),
         )
 
+    async def unrouted(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The kept webhooks, newest first, with their bodies decoded for reading."""
+        rows = await self._pool.fetch(
+            """SELECT id, event, recipient_uuid, reason, body, deliveries, received_at, last_seen_at
+               FROM fanvue_unrouted_webhooks ORDER BY last_seen_at DESC, id DESC LIMIT $1""", limit)
+        return [{**{k: r[k] for k in ("id", "event", "recipient_uuid", "reason", "deliveries")},
+                 "received_at": r["received_at"].isoformat(), "last_seen_at": r["last_seen_at"].isoformat(),
+                 "body": bytes(r["body"]).decode("utf-8", "replace")} for r in rows]
+
     # ------------------------------------------------------------------ sync state
 
     async def fanvue_creators(self) -> list[str]:

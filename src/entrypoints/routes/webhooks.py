@@ -24,6 +24,7 @@ from vaultline.handlers.webhooks import BadSignature, receive_webhook
 log = structlog.get_logger("vaultline.webhooks")
 
 PREFIX = "/webhooks/fanvue/"  # public: entrypoints.admin.PUBLIC_PREFIXES
+MAX_BODY = 1024 * 1024  # Fanvue's payloads are a few hundred bytes; this path is on the internet
 
 router = APIRouter(tags=["webhooks"])
 
@@ -51,6 +52,7 @@ _DOC = {
         400: {"description": "signed, but the body is not a readable event (kept for inspection)"},
         401: {"description": "missing, wrong or stale signature: nothing recorded"},
         404: {"description": "not a Fanvue webhook event we receive"},
+        413: {"description": "body larger than 1 MiB: nothing recorded"},
     },
     openapi_extra={**_DOC, "security": []},  # no admin token: the signature authenticates
     summary="Receive one Fanvue webhook (signature-authenticated)",
@@ -58,7 +60,12 @@ _DOC = {
 async def fanvue_webhook(event: str, request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     if event not in WEBHOOK_EVENTS:
         raise NotFound(f"unknown Fanvue webhook event {event!r}; known: {', '.join(WEBHOOK_EVENTS)}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return JSONResponse({"error": "webhook body too large"}, status_code=413)
     body = await request.body()  # the exact bytes Fanvue signed
+    if len(body) > MAX_BODY:
+        return JSONResponse({"error": "webhook body too large"}, status_code=413)
     try:
         outcome = await receive_webhook(event, body, request.headers.get(SIGNATURE_HEADER),
                                         secret=svc.settings.fanvue_webhook_secret, now=utcnow(),
