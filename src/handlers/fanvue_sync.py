@@ -112,7 +112,7 @@ class _Pass:
 
 
 async def sync_creator(creator: str, api: SyncApi, store: SyncStore, *, now: datetime,
-                       earnings_lookback: timedelta = timedelta(days=30), max_chat_pages: int = 4,
+                       earnings_lookback: timedelta = timedelta(days=30), max_chat_pages: int = 20,
                        max_message_pages: int = 4) -> SyncReport:
     """One pass (see the module doc); the number of pages read per list is bounded."""
     report = SyncReport(creator)
@@ -143,6 +143,9 @@ async def _sync_chats(p: _Pass, state: dict[str, str], max_chat_pages: int, max_
                 newest = last
         if done or not more:
             break
+    else:
+        log.warning("fanvue sync: more chats changed than one pass reads; older changes are skipped",
+                    creator=p.creator, chats=len(changed))
     for chat in changed:
         user = chat.get("user") if isinstance(chat.get("user"), dict) else {}
         fan = str(user.get("uuid") or "")
