@@ -453,21 +453,11 @@ async def test_callback_error_is_reported() -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_login_and_whoami(fanvue_server: FanvueTestServer, database_url: str, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_login_and_whoami(fanvue_cli_env: FanvueTestServer, tmp_path: Path) -> None:
     from vaultline.entrypoints.fanvue_cli import fanvue_app
 
-    from vaultline.adapters.db import migrate
-
-    asyncio.run(migrate(database_url))  # login also records the account (fanvue_accounts)
+    fanvue_server = fanvue_cli_env  # migrated database, VAULTLINE_* pointing at the test server
     grant = fanvue_server.issue_tokens()
-    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
-    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
     runner = CliRunner()
     r = runner.invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"],
                                    "--refresh-token", grant["refresh_token"]])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -14,24 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fanvue_server import FanvueTestServer
-from vaultline.adapters.db import migrate
 from vaultline.entrypoints.fanvue_cli import _login, fanvue_app
 from vaultline.settings import Settings
 
 
 @pytest.fixture
-def env(fanvue_server: FanvueTestServer, database_url: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FanvueTestServer:
-    asyncio.run(migrate(database_url))
-    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
-    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_AUTH_URL", fanvue_server.authorize_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
-    return fanvue_server
+def env(fanvue_cli_env: FanvueTestServer) -> FanvueTestServer:
+    return fanvue_cli_env
 
 
 def _rows(database_url: str, sql: str) -> list[dict]:
