@@ -36,6 +36,7 @@ from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError, SecretKeyError, TokenDecryptError
 from vaultline.adapters.fanvue.oauth import login_interactive
 from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, PostgresTokenStore, TokenSet
+from vaultline.adapters.platforms import fanvue_budget
 from vaultline.domain.errors import UserError
 from vaultline.events import SLUG_RE
 from vaultline.handlers.fanvue_sync import SyncReport, sync_loop
@@ -190,7 +191,8 @@ async def _sync(settings: Settings, creator: str | None, once: bool, interval: f
 
         async def api_for(c: str) -> FanvueClient:
             if c not in clients:
-                clients[c] = connect.fanvue_client(c, settings.fanvue, tokens)
+                # The budget uploads of a running `vaultline run` spend too (through PostgreSQL).
+                clients[c] = connect.fanvue_client(c, settings.fanvue, tokens, rate_limiter=fanvue_budget(pool, c))
             return clients[c]
 
         stop = asyncio.Event()

@@ -170,10 +170,10 @@ async def test_new_messages_after_the_mark_only(store: PostgresFanvueStore, pool
 async def test_sync_loop_inside_the_runtime_uses_the_upload_client(settings: Any, js: Any,
                                                                     server: FanvueTestServer) -> None:
     """What `vaultline run` starts: the loop polls through the creator's upload platform client (one
-    token bucket), and its facts reach the stream through the outbox relay."""
+    request budget, in PostgreSQL), and its facts reach the stream through the outbox relay."""
     from tests.waiting import wait_until
     from vaultline.adapters.bus.stream import read_events
-    from vaultline.adapters.fanvue.client import shared_bucket
+    from vaultline.adapters.db.rate_bucket import PostgresTokenBucket
     from vaultline.adapters.fanvue.connect import token_store
     from vaultline.adapters.fanvue.tokens import TokenSet
     from vaultline.bootstrap import Runtime, fanvue_sync
@@ -194,7 +194,9 @@ async def test_sync_loop_inside_the_runtime_uses_the_upload_client(settings: Any
         (event,) = await received()
         assert event.payload.message_uuid == hello["uuid"] and event.payload.source == "sync"
         platform = await rt.ports.platforms("elena")
-        assert platform.name == "fanvue" and platform.client.bucket is shared_bucket("elena")
+        assert platform.name == "fanvue" and isinstance(platform.client.bucket, PostgresTokenBucket)
+        spent = await rt.pool.fetchval("SELECT tokens FROM rate_buckets WHERE key = 'fanvue:elena'")
+        assert spent is not None and spent < 200  # the polls were paid from the creator's budget
         # Later passes find nothing new; the loop keeps running until the runtime stops.
         await wait_until(lambda: server.count("chats.list") >= 3, what="more passes")
         assert len(await received()) == 1 and not task.done()

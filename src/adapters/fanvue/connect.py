@@ -1,5 +1,5 @@
 """The one place a Fanvue client is wired for a creator: token store + manager + refresher +
-client, sharing the creator's request budget (one token bucket per creator per process).
+client, on the creator's request budget.
 Used by the upload platform, the `vaultline fanvue` CLI and the sync loop."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaultline.adapters.fanvue.client import FanvueClient, TokenBucket, shared_bucket
+from vaultline.adapters.fanvue.client import FanvueClient, shared_bucket
 from vaultline.adapters.fanvue.errors import AuthError
 from vaultline.adapters.fanvue.oauth import OAuthClient
 from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, TokenSet, TokenStore, load_cipher
@@ -29,10 +29,12 @@ def token_store(pool_or_dsn: "asyncpg.Pool | str", data_dir: Path) -> PostgresTo
 
 
 def fanvue_client(creator: str, cfg: FanvueConfig, store: TokenStore, *,
-                  rate_limiter: TokenBucket | None = None, **client_kw: Any) -> FanvueClient:
+                  rate_limiter: Any = None, **client_kw: Any) -> FanvueClient:
     """A client for `creator` whose tokens live in `store`. An expired token is refreshed through
     the app's token endpoint (single-flight in the store); without a client id it cannot be, and
-    the call fails with an AuthError that says so."""
+    the call fails with an AuthError that says so. `rate_limiter`: the creator's request budget
+    (platforms.fanvue_budget, shared through PostgreSQL by every process); default, a bucket
+    shared within this process."""
 
     async def refresher(current: TokenSet) -> TokenSet:
         if not cfg.client_id:
