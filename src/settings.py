@@ -204,6 +204,8 @@ class Settings(BaseSettings):
         candidates: list[tuple[str, str]] = []
         for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
             candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
+        if self.fanvue_webhook_secret:
+            candidates.append(("VAULTLINE_FANVUE_WEBHOOK_SECRET", self.fanvue_webhook_secret))
         for name, value in candidates:
             if is_placeholder(value):
                 raise ValueError(

@@ -194,3 +194,13 @@ def test_non_json_body_is_invalid() -> None:
         parse_webhook("purchase", b"not json", received_at=RECEIVED)
     with pytest.raises(Invalid, match="object"):
         parse_webhook("purchase", b"[1,2]", received_at=RECEIVED)
+
+
+def test_placeholder_webhook_secret_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from vaultline.settings import Settings
+
+    with pytest.raises(ValidationError, match="VAULTLINE_FANVUE_WEBHOOK_SECRET is the placeholder"):
+        Settings(fanvue_webhook_secret="change-me")
+    assert Settings(fanvue_webhook_secret="a-real-random-secret-0123456789").fanvue.webhook_secret
