@@ -5,14 +5,76 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vaultline.adapters.fanvue import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL
+from vaultline.domain.sends import DEFAULT_TIERS, PriceTier
 from vaultline.events import SLUG_RE, CropMode, Vault
+
+
+@dataclass(frozen=True)
+class FanvueConfig:
+    """The Fanvue app and API this installation talks to (`Settings.fanvue`)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    path_prefix: str = ""  # e.g. /v1 (research §1.1: unclear, so configurable)
+    client_id: str | None = None
+    client_secret: str | None = None
+    authorize_url: str = DEFAULT_AUTHORIZE_URL
+    token_url: str = DEFAULT_TOKEN_URL
+    webhook_secret: str | None = None
+    sync_interval_s: float = 300.0
+    earnings_lookback_days: int = 30
+
+
+class PriceTierConfig(BaseModel):
+    min_spend_cents: int = Field(ge=0)
+    price_cents: int = Field(ge=0)
+
+
+# Placeholders of deploy/.env.example and documentation examples: never accepted as secrets.
+PLACEHOLDER_SECRET = re.compile(r"change[-_ ]?me|^(secret|password|token|admin|example|x+|\.\.\.|<.*>)$", re.I)
+
+
+MIN_TOKEN_LENGTH = 32
+
+
+def is_placeholder(secret: str) -> bool:
+    return bool(PLACEHOLDER_SECRET.search(secret.strip()))
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` must not guard the admin app (None when it may): empty, a placeholder or
+    shorter than MIN_TOKEN_LENGTH characters."""
+    token = token.strip()
+    if not token:
+        return "is empty"
+    if is_placeholder(token):
+        return f"is the placeholder {token!r} (from deploy/.env.example?)"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} random ones are needed"
+    return None
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in a URL (or a comma-separated list of them, as for NATS)."""
+    found = []
+    for part in url.split(","):
+        try:
+            password = urlsplit(part.strip()).password
+        except ValueError:
+            continue
+        if password:
+            found.append(password)
+    return found
 
 
 class CreatorConfig(BaseModel):
@@ -25,6 +87,14 @@ class CreatorConfig(BaseModel):
     default_vault: Vault = "feed"
     default_ppv_price_cents: int = 999
     vault_folders: dict[str, str] = Field(default_factory=dict)
+    # PPV price by what a fan has spent so far (suggest-ppv):
+    # [[creators.x.ppv_price_tiers]] tables of {min_spend_cents, price_cents}.
+    ppv_price_tiers: list[PriceTierConfig] = Field(
+        default_factory=lambda: [PriceTierConfig(min_spend_cents=t.min_spend_cents, price_cents=t.price_cents) for t in DEFAULT_TIERS]
+    )
+
+    def price_tiers(self) -> list[PriceTier]:
+        return [PriceTier(t.min_spend_cents, t.price_cents) for t in self.ppv_price_tiers]
 
     def vault_folder(self, vault: str) -> str:
         return self.vault_folders.get(vault) or f"{self.slug}-{vault}"
@@ -47,6 +117,17 @@ class Settings(BaseSettings):
     # falls back to a free one (written to runtime.json); 0 always picks a free one.
     admin_port: int = 8765
     admin_token: str | None = None
+    # The ComfyUI node's token: POST /api/ingest only. Unset: DIR/ingest-token (created 0600).
+    ingest_token: str | None = None
+    # A non-loopback admin_host needs TLS (both files, PEM) or admin_insecure_bind (`run
+    # --insecure-bind`), e.g. behind a TLS proxy or in a container published on loopback.
+    admin_tls_cert: Path | None = None
+    admin_tls_key: Path | None = None
+    admin_insecure_bind: bool = False
+    # Host names the admin app answers to besides loopback names and admin_host (Host header check).
+    admin_trusted_hosts: list[str] = Field(default_factory=list)
+    # Largest image the ingest hook accepts (bytes); bigger uploads get 413 and store nothing.
+    ingest_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
     # Storage: local folders under data_dir/library unless an S3 bucket is set.
     storage_root: Path | None = None
@@ -74,6 +155,32 @@ class Settings(BaseSettings):
     # Stream replicas: 1 embedded, 3 in the cluster deployment.
     stream_replicas: int = 1
 
+    # Fanvue (see FanvueConfig). Empty values mean "the default".
+    fanvue_base_url: str = DEFAULT_BASE_URL
+    fanvue_path_prefix: str = ""
+    fanvue_client_id: str | None = None
+    fanvue_client_secret: str | None = None
+    fanvue_auth_url: str = DEFAULT_AUTHORIZE_URL
+    fanvue_token_url: str = DEFAULT_TOKEN_URL
+    # The app's webhook signing secret (Developer Area -> app -> Events -> View Signing Secret).
+    fanvue_webhook_secret: str | None = None
+    # The sync loop of `vaultline run` (chats, purchases, earnings) every N seconds; 0 = off.
+    fanvue_sync_interval: float = Field(default=300.0, ge=0)
+    # How far back the first earnings import of a creator reads.
+    fanvue_earnings_lookback_days: int = Field(default=30, ge=1)
+
+    @field_validator("fanvue_base_url", "fanvue_auth_url", "fanvue_token_url", mode="before")
+    @classmethod
+    def _default_when_empty(cls, v: Any, info: Any) -> Any:
+        if v in (None, ""):
+            return cls.model_fields[info.field_name].default
+        return v
+
+    @field_validator("fanvue_client_id", "fanvue_client_secret", "fanvue_webhook_secret", mode="before")
+    @classmethod
+    def _none_when_empty(cls, v: Any) -> Any:
+        return None if v == "" else v
+
     @field_validator("default_creator")
     @classmethod
     def _slug(cls, v: str) -> str:
@@ -81,7 +188,48 @@ class Settings(BaseSettings):
             raise ValueError(f"default_creator must be a slug: {v!r}")
         return v
 
+    @field_validator("admin_token", "ingest_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> "Settings":
+        """deploy/.env.example's `change-me` values must not reach a running service, and a
+        configured token must be long enough not to be guessed."""
+        for name, token in (("VAULTLINE_ADMIN_TOKEN", self.admin_token), ("VAULTLINE_INGEST_TOKEN", self.ingest_token)):
+            problem = token_problem(token) if token is not None else None
+            if problem:
+                raise ValueError(f"{name} {problem}: set a random one (e.g. `openssl rand -hex 32`)")
+        candidates: list[tuple[str, str]] = []
+        for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
+            candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
+        if self.fanvue_webhook_secret:
+            candidates.append(("VAULTLINE_FANVUE_WEBHOOK_SECRET", self.fanvue_webhook_secret))
+        for name, value in candidates:
+            if is_placeholder(value):
+                raise ValueError(
+                    f"{name} is the placeholder {value!r} (from deploy/.env.example?): set a real, random secret"
+                )
+        if (self.admin_tls_cert is None) != (self.admin_tls_key is None):
+            raise ValueError("set both VAULTLINE_ADMIN_TLS_CERT and VAULTLINE_ADMIN_TLS_KEY, or neither")
+        return self
+
     # ------------------------------------------------------------------ derived
+
+    @property
+    def fanvue(self) -> FanvueConfig:
+        return FanvueConfig(
+            base_url=self.fanvue_base_url,
+            path_prefix=self.fanvue_path_prefix,
+            client_id=self.fanvue_client_id,
+            client_secret=self.fanvue_client_secret,
+            authorize_url=self.fanvue_auth_url,
+            token_url=self.fanvue_token_url,
+            webhook_secret=self.fanvue_webhook_secret,
+            sync_interval_s=self.fanvue_sync_interval,
+            earnings_lookback_days=self.fanvue_earnings_lookback_days,
+        )
 
     @property
     def runtime_file(self) -> Path:

@@ -3,22 +3,22 @@ files under DATA_DIR/cache/thumbs, keyed by everything that decides which pixels
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncio
+from vaultline.adapters.files import write_atomic
+from vaultline.domain import png
 
 THUMB_WIDTH = 320
 
 
 def media_type(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if data.startswith(png.SIGNATURE):
         return "image/png"
     if data.startswith(b"\xff\xd8"):
         return "image/jpeg"
@@ -28,23 +28,27 @@ def media_type(data: bytes) -> str:
 
 
 def make_thumbnail(data: bytes, width: int = THUMB_WIDTH) -> bytes:
-    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white."""
+    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white.
+
+    Decoded under the same limits as every image (bytes, pixels, bombs, truncation): the
+    original of a failed item is whatever arrived. Raises imaging.BadImage."""
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", (width, width * 8))  # JPEG: decode at a reduced scale, much faster
-        img = ImageOps.exif_transpose(im)
-        if img.width > width:
-            img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
-        if img.mode in ("RGBA", "LA", "P", "PA"):
-            rgba = img.convert("RGBA")
-            img = Image.new("RGB", rgba.size, (255, 255, 255))
-            img.paste(rgba, mask=rgba.getchannel("A"))
-        else:
-            img = img.convert("RGB")
-        out = io.BytesIO()
-        img.save(out, "JPEG", quality=82, optimize=True)
-        return out.getvalue()
+    from vaultline.adapters.imaging import open_checked
+
+    im = open_checked(data, draft=(width, width * 8))  # JPEG: decode at a reduced scale, much faster
+    img = ImageOps.exif_transpose(im)
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=82, optimize=True)
+    return out.getvalue()
 
 
 def thumb_version(row: dict[str, Any]) -> str:
@@ -76,24 +80,9 @@ class ThumbnailCache:
 
 
 def _write_cache(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)  # concurrent requests for one thumbnail: last rename wins, whole
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    write_atomic(path, data)
     # Older versions of this item's thumbnail (before a recrop) are garbage now.
     prefix = path.name.split("-v", 1)[0] + "-v"
     for old in path.parent.glob(prefix + "*.jpg"):
         if old != path:
-            _unlink_quietly(old)
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+            old.unlink(missing_ok=True)

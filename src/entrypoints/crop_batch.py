@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vaultline.adapters.files import write_atomic
 from vaultline.events import CROP_MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -105,7 +106,7 @@ def crop_one(job: Job) -> dict[str, Any]:
     except Exception as e:  # a bug must not abort the other images; report it with its type
         return {**record, "error": f"{type(e).__name__}: {e}"}
     try:
-        _write_atomic(job.output, result.archive_png)
+        write_atomic(job.output, result.archive_png)
     except OSError as e:
         return {**record, "error": f"cannot write {job.output}: {e.strerror or e}"}
     d = result.decision
@@ -121,20 +122,9 @@ def crop_one(job: Job) -> dict[str, Any]:
         "confidence": None if d.confidence is None else round(d.confidence, 4),
         "fallback_reason": d.fallback_reason,
         "needs_manual_crop": d.needs_manual_crop,
+        "output_check": d.output_check,
         "error": None,
     }
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_jobs(jobs: list[Job], workers: int) -> Iterator[dict[str, Any]]:

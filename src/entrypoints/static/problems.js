@@ -2,14 +2,12 @@
    <creator>/rejected/ with a .reason.txt (GET /api/problems). Text from data goes into the DOM
    with textContent only. Shown only when there is something to show. */
 
+import { api } from './lib/api.js';
+import { h } from './lib/dom.js';
+
 const REFRESH_MS = 15000;
 
-function cell(tag, text, className) {
-  const el = document.createElement(tag);
-  el.textContent = text;
-  if (className) el.className = className;
-  return el;
-}
+const cell = (tag, text, className) => h(tag, { className }, text);
 
 async function load() {
   const section = document.getElementById('problems');
@@ -17,9 +15,7 @@ async function load() {
   if (!section || !list) return;
   let data;
   try {
-    const res = await fetch('/api/problems?limit=20', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-    if (!res.ok) return;
-    data = await res.json();
+    data = await api('GET', '/api/problems?limit=20');
   } catch (_) {
     return; // the review page itself reports connection problems
   }
