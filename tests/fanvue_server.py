@@ -20,7 +20,7 @@ Observation: `counts[route]` (route names below), `requests` (method, path, rout
 
 Routes: oauth.authorize, oauth.token, users.me, media.create_upload, media.part_url, s3.put_part,
 media.complete_upload, media.get, vault.list, vault.create, vault.get, vault.attach,
-vault.list_media, posts.create, chats.send, chats.messages.
+vault.list_media, posts.create, posts.list, chats.send, chats.messages, chats.list, insights.earnings.
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ class FanvueTestServer:
         self.uncontactable: set[str] = set()  # fan uuids the creator cannot message
         self.list_media_uuids = True  # False: message listings omit mediaUuids (older API docs)
         self._hang_after_commit: dict[str, list[float]] = {}
+        self.earnings: list[dict[str, Any]] = []  # GET /insights/earnings rows (see add_earning)
+        self.fans: dict[str, dict[str, Any]] = {}  # fan uuid -> user object shown in GET /chats
 
         p = self.path_prefix
         self.app = Starlette(exception_handlers={ClientDisconnect: self._disconnected}, routes=[
@@ -165,9 +167,13 @@ class FanvueTestServer:
             Route(f"{p}/vault/folders/{{name}}/media", self._folder_media, methods=["GET"],
                   name="vault.list_media"),
             Route(f"{p}/posts", self._create_post, methods=["POST"], name="posts.create"),
+            Route(f"{p}/posts", self._list_posts, methods=["GET"], name="posts.list"),
             # --- chats (sends): POST /chats/{fan}/message, GET /chats/{fan}/messages
             Route(f"{p}/chats/{{fan}}/message", self._send_chat_message, methods=["POST"], name="chats.send"),
             Route(f"{p}/chats/{{fan}}/messages", self._chat_messages, methods=["GET"], name="chats.messages"),
+            # --- ingress (sync loop): GET /chats, GET /insights/earnings
+            Route(f"{p}/chats", self._list_chats, methods=["GET"], name="chats.list"),
+            Route(f"{p}/insights/earnings", self._earnings, methods=["GET"], name="insights.earnings"),
         ])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -633,6 +639,17 @@ class FanvueTestServer:
                      "createdAt": self.media[u]["createdAt"]} for u in f["media"]]
         return JSONResponse({"data": data, "pagination": {"page": 1, "size": len(data), "hasMore": False}})
 
+    async def _list_posts(self, request: Request) -> Response:
+        if resp := await self._enter(request, "posts.list"):
+            return resp
+        page = max(1, int(request.query_params.get("page", 1)))
+        size = max(1, int(request.query_params.get("size", 15)))
+        with self._lock:
+            items = list(reversed(self.posts))  # newest first
+        chunk = items[(page - 1) * size: page * size]
+        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
+                                                           "hasMore": page * size < len(items)}})
+
     async def _create_post(self, request: Request) -> Response:
         if resp := await self._enter(request, "posts.create"):
             return resp
@@ -763,3 +780,82 @@ class FanvueTestServer:
         chunk = newest_first[(page - 1) * size: page * size]
         return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
                                                            "hasMore": page * size < len(newest_first)}})
+
+    # ------------------------------------------------------------------ ingress (sync loop)
+    # Controls: fan_says(fan, text) (a fan's message), add_earning(gross, ...). Routes: GET /chats
+    # (most recent first, page-based), GET /insights/earnings (cursor-based, window by date).
+
+    def fan_says(self, fan: str, text: str, *, handle: str | None = None,
+                 sent_at: datetime | None = None) -> dict[str, Any]:
+        """A message from fan `fan` to the creator. Returns it."""
+        with self._lock:
+            self.fans.setdefault(fan, {"uuid": fan, "handle": handle or f"fan-{fan[:6]}",
+                                       "displayName": (handle or "Fan").title(), "nickname": None,
+                                       "isTopSpender": False, "avatarUrl": None, "registeredAt": None})
+            message = {
+                "uuid": str(uuid.uuid4()), "text": text,
+                "sentAt": (sent_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+                "sender": {"uuid": fan, "handle": self.fans[fan]["handle"]},
+                "recipient": {"uuid": self.user["uuid"], "handle": self.user["handle"]},
+                "hasMedia": False, "mediaType": None, "mediaUuids": [], "type": "SINGLE_RECIPIENT",
+                "pricing": None, "purchasedAt": None,
+            }
+            self.chats.setdefault(fan, []).append(message)
+            return dict(message)
+
+    def add_earning(self, gross: int, *, fan: str | None, source: str = "message", net: int | None = None,
+                    date: datetime | None = None) -> dict[str, Any]:
+        row = {"date": (date or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+               "gross": gross, "net": net if net is not None else gross * 80 // 100, "currency": "USD",
+               "source": source, "user": ({"uuid": fan, "handle": f"fan-{fan[:6]}", "displayName": "Fan",
+                                           "nickname": None, "isTopSpender": False} if fan else None)}
+        with self._lock:
+            self.earnings.append(row)
+        return row
+
+    async def _list_chats(self, request: Request) -> Response:
+        if resp := await self._enter(request, "chats.list"):
+            return resp
+        page = int(request.query_params.get("page", 1))
+        size = max(1, min(50, int(request.query_params.get("size", 15))))
+        with self._lock:
+            chats = []
+            for fan, msgs in self.chats.items():
+                if not msgs:
+                    continue
+                last = msgs[-1]
+                user = self.fans.get(fan) or {"uuid": fan, "handle": None, "displayName": None}
+                chats.append({"createdAt": msgs[0]["sentAt"], "lastMessageAt": last["sentAt"], "isRead": False,
+                              "isMuted": False, "unreadMessagesCount": 0, "user": user,
+                              "lastMessage": {"text": last["text"], "type": last["type"], "uuid": last["uuid"],
+                                              "sentAt": last["sentAt"], "hasMedia": last["hasMedia"],
+                                              "mediaType": last["mediaType"], "senderUuid": last["sender"]["uuid"]}})
+        chats.sort(key=lambda c: _instant(c["lastMessageAt"]), reverse=True)
+        chunk = chats[(page - 1) * size: page * size]
+        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
+                                                           "hasMore": page * size < len(chats)}})
+
+    async def _earnings(self, request: Request) -> Response:
+        if resp := await self._enter(request, "insights.earnings"):
+            return resp
+        q = request.query_params
+        size = max(1, min(50, int(q.get("size", 20))))
+        start, end = q.get("startDate"), q.get("endDate")
+        try:
+            lo = _instant(start) if start else None
+            hi = _instant(end) if end else None
+            offset = int(q["cursor"]) if q.get("cursor") else 0
+        except ValueError:
+            return JSONResponse({"errors": ["startDate, endDate must be ISO-8601; cursor as returned"]}, 400)
+        with self._lock:
+            rows = [r for r in self.earnings
+                    if (lo is None or _instant(r["date"]) >= lo) and (hi is None or _instant(r["date"]) < hi)]
+        rows.sort(key=lambda r: _instant(r["date"]), reverse=True)
+        chunk = rows[offset: offset + size]
+        more = offset + size < len(rows)
+        return JSONResponse({"data": chunk, "nextCursor": str(offset + size) if more else None})
+
+
+def _instant(value: str) -> datetime:
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

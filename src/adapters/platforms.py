@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from vaultline.adapters.db.rate_bucket import PostgresTokenBucket
 from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import (
     FanvueError,
@@ -24,13 +26,16 @@ from vaultline.adapters.fanvue.errors import (
     UnexpectedResponse,
     ValidationError,
 )
+from vaultline.domain.retry import TransientError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.sends import PlatformMessage, SendOutcomeUnknown, SendRefused
 from vaultline.handlers.upload import PlatformRejected
+from vaultline.settings import FanvueConfig
 
 log = structlog.get_logger("vaultline.platforms")
 
 PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S = 200, 60.0  # per creator (fanvue-api.md)
 
 
 class LocalPlatform:
@@ -93,6 +98,9 @@ class LocalPlatform:
     async def create_post(self, media_uuid: str, post: dict[str, Any]) -> str | None:
         log.info("local platform: feed post recorded, not published", media_uuid=media_uuid, post=post)
         return f"local-post-{media_uuid}"
+
+    async def find_post(self, media_uuid: str) -> str | None:
+        return None  # nothing is published: recording the post again is harmless
 
 
 def _translate(e: FanvueError) -> Exception:
@@ -198,49 +206,62 @@ class FanvuePlatform:
                 self._me = None
         return [message_from_fanvue(m, self._me) for m in items]
 
+    async def find_post(self, media_uuid: str) -> str | None:
+        post = await self._call(self.client.find_post_with_media(media_uuid))
+        return str(post["uuid"]) if post and post.get("uuid") else None
+
+
+def fanvue_budget(pool: Any, creator: str) -> PostgresTokenBucket:
+    """Fanvue's request budget of a creator (200 / 60 s), shared by every process through
+    PostgreSQL: N upload workers together stay within it."""
+    return PostgresTokenBucket(pool, f"fanvue:{creator}", FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S)
+
 
 class PlatformResolver:
     """Which platform a creator uploads to: Fanvue when tokens are stored for it (after
-    `vaultline fanvue login`), the local platform otherwise. One client per creator."""
+    `vaultline fanvue login`), the local platform otherwise. One client per creator.
 
-    def __init__(self, pool: Any, data_dir: Any) -> None:
+    The platform never changes silently: only "no tokens stored" means local; a database
+    error is a TransientError (the upload is retried, never filed locally instead). Only the
+    Fanvue answer is cached: "local" is checked again on every call, so a login takes effect
+    on the next upload without a restart."""
+
+    def __init__(self, pool: Any, data_dir: Any, fanvue: FanvueConfig | None = None) -> None:
         self._pool = pool
         self._data_dir = data_dir
+        self._fanvue = fanvue or FanvueConfig()
         self._cache: dict[str, Any] = {}
+        self._locals: dict[str, LocalPlatform] = {}
+        self._building = asyncio.Lock()
 
     async def has_fanvue(self, creator: str) -> bool:
         try:
-            return bool(
-                await self._pool.fetchval(
-                    "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
-                )
+            found = await self._pool.fetchval(
+                "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
             )
-        except Exception:  # table missing on an unmigrated database: no Fanvue
-            return False
+        except Exception as e:
+            raise TransientError(f"cannot tell whether {creator} has Fanvue tokens: {e!r}") from e
+        return bool(found)
 
     async def __call__(self, creator: str) -> Any:
-        if creator not in self._cache:
-            self._cache[creator] = await self._build(creator)
+        cached = self._cache.get(creator)
+        if cached is not None:
+            return cached
+        if not await self.has_fanvue(creator):  # not cached as Fanvue: the next call sees a login
+            local = self._locals.get(creator)
+            if local is None:
+                local = self._locals[creator] = LocalPlatform(Path(self._data_dir) / "local-platform" / creator / "messages")
+            return local
+        async with self._building:  # one client per creator, even when two uploads ask at once
+            if creator not in self._cache:
+                self._cache[creator] = await self._build(creator)
         return self._cache[creator]
 
     async def _build(self, creator: str) -> Any:
-        if not await self.has_fanvue(creator):
-            return LocalPlatform(Path(self._data_dir) / "local-platform" / creator / "messages")
-        from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, load_cipher
-        from vaultline.entrypoints.fanvue_cli import FanvueConfig
+        from vaultline.adapters.fanvue.connect import fanvue_client, token_store
 
-        cfg = FanvueConfig.from_env()
-        oauth = cfg.oauth() if cfg.client_id else None
-
-        async def refresher(current: Any) -> Any:
-            if oauth is None:
-                raise PlatformRejected("Fanvue token expired and VAULTLINE_FANVUE_CLIENT_ID is not set to refresh it")
-            return await oauth.refresh_tokens(current)
-
-        store = PostgresTokenStore(self._pool, load_cipher(self._data_dir))
-        client = FanvueClient(
-            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix
-        )
+        client = fanvue_client(creator, self._fanvue, token_store(self._pool, self._data_dir),
+                               rate_limiter=fanvue_budget(self._pool, creator))
         return FanvuePlatform(client)
 
     async def close(self) -> None:

@@ -369,6 +369,7 @@ def ingest(
 
 def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
+    from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
 
@@ -379,6 +380,7 @@ def _register_subcommands() -> None:
     from vaultline.entrypoints.sends_cli import register as register_sends
 
     register_sends(app)
+    app.add_typer(dlq_app, name="dlq")
 
 
 _register_subcommands()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ def connected(data_dir: Path | None, *, need_db: bool = False, need_nats: bool =
 
 
 def with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Run `work(pool)` on a small pool of the stack's database; exit 2 when it cannot be reached."""
+    """Run `work(pool)` against the stack's database; exit 2 with a clear message when it is
+    unreachable."""
     import asyncpg
 
     from vaultline.adapters.db import create_pool
@@ -56,3 +59,7 @@ def with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
             await pool.close()
 
     return asyncio.run(main())
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

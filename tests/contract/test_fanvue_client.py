@@ -18,12 +18,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from tests.fanvue_server import FanvueTestServer
+from tests.waiting import wait_until
 from vaultline.adapters.fanvue.client import (
     API_VERSION,
     MiB,
@@ -51,7 +51,6 @@ from vaultline.adapters.fanvue.errors import (
 from vaultline.adapters.fanvue.oauth import DEFAULT_SCOPES, LoopbackReceiver, OAuthClient, login_interactive
 from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, StaticTokenProvider, TokenManager, TokenSet
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0002_platform_tokens.sql"
 
 
 class FakeTime:
@@ -287,6 +286,25 @@ async def test_create_post_is_never_repeated_after_500(env: Env) -> None:
     assert env.server.count("posts.create") == 1  # a retry could have double-posted
 
 
+async def test_a_post_whose_answer_was_lost_is_found_among_recent_posts(fanvue_server: FanvueTestServer) -> None:
+    async with _env(fanvue_server, timeout=0.3) as env:
+        media = await env.client.upload_file(b"img", "a.png")
+        other = await env.client.upload_file(b"img", "b.png")
+        await env.client.wait_media_ready(media)
+        await env.client.wait_media_ready(other)
+        assert await env.client.find_post_with_media(media) is None
+        await env.client.create_post("older", "subscribers", [other])
+        # The request arrives and the post is created, but only after the client gave up waiting.
+        env.server.inject("slow", delay=0.6, endpoint="posts.create")
+        with pytest.raises(TransportError) as lost:
+            await env.client.create_post("hi", "subscribers", [media])
+        assert lost.value.ambiguous
+        await wait_until(lambda: len(env.server.posts) == 2, timeout=5)
+        found = await env.client.find_post_with_media(media)
+        assert found is not None and found["uuid"] == env.server.posts[1]["uuid"] and found["text"] == "hi"
+        assert env.server.count("posts.create") == 2  # never repeated by the client itself
+
+
 # ----------------------------------------------------------------------------- retries and limits
 
 
@@ -455,26 +473,11 @@ async def test_callback_error_is_reported() -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_login_and_whoami(fanvue_server: FanvueTestServer, database_url: str, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_login_and_whoami(fanvue_cli_env: FanvueTestServer, tmp_path: Path) -> None:
     from vaultline.entrypoints.fanvue_cli import fanvue_app
 
-    async def migrate() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(MIGRATION.read_text())
-        finally:
-            await conn.close()
-
-    asyncio.run(migrate())
+    fanvue_server = fanvue_cli_env  # migrated database, VAULTLINE_* pointing at the test server
     grant = fanvue_server.issue_tokens()
-    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
-    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
     runner = CliRunner()
     r = runner.invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"],
                                    "--refresh-token", grant["refresh_token"]])

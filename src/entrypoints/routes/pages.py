@@ -58,6 +58,12 @@ REVIEW_BODY = """
   <button type="button" id="bulk-reject" class="reject bulk-ctl" disabled>Reject selected</button>
   <span id="bulk-msg" class="bulk-msg" role="status"></span>
 </section>
+<section id="problems" class="problems" aria-label="Problems" hidden>
+  <details open>
+    <summary>Problems: <span id="problems-count">0</span> watched files never became an image (moved to rejected/)</summary>
+    <ul id="problems-list"></ul>
+  </details>
+</section>
 <p id="notice" class="notice" role="status" aria-live="polite"></p>
 <main id="grid" class="grid" aria-label="Items in review"></main>
 <p class="more-row"><button type="button" id="more" hidden>Load more</button></p>
@@ -72,7 +78,8 @@ async def root() -> Response:
 
 @router.get("/review")
 async def review_page(view: str | None = None) -> Response:
-    return page("vaultline — review", REVIEW_BODY, scripts=("review.js",), active="failed" if view == "failed" else "review")
+    active = "failed" if view == "failed" else "review"
+    return page("vaultline — review", REVIEW_BODY, scripts=("review.js",), active=active)
 
 
 @router.get("/login")

@@ -14,6 +14,7 @@
    app serves /static with `Cache-Control: no-cache`, so the browser revalidates each one. */
 
 import { $, $$ } from './lib/dom.js';
+import './problems.js'; // the "problems" list above the grid (GET /api/problems)
 import {
   approve, bulk, closeReject, openReject, recrop, reject, retryUpload, setSelected, toggleOriginal, vaultChanged,
 } from './review/actions.js';
