@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import ingest, ops, pages, review
+from vaultline.entrypoints.routes import fans, ingest, ops, pages, review, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
     ops.router,
+    webhooks.router,
+    fans.router,
 ]
