@@ -143,6 +143,7 @@ class FanvueTestServer:
         self.completions: list[list[dict[str, Any]]] = []  # parts lists of accepted completions
         self.chats: dict[str, list[dict[str, Any]]] = {}  # fan uuid -> messages, oldest first
         self.uncontactable: set[str] = set()  # fan uuids the creator cannot message
+        self.list_media_uuids = True  # False: message listings omit mediaUuids (older API docs)
         self._hang_after_commit: dict[str, list[float]] = {}
         self.earnings: list[dict[str, Any]] = []  # GET /insights/earnings rows (see add_earning)
         self.fans: dict[str, dict[str, Any]] = {}  # fan uuid -> user object shown in GET /chats
@@ -769,6 +770,9 @@ class FanvueTestServer:
             if fan not in self.chats:
                 return JSONResponse({"message": "Conversation not found"}, 404)
             newest_first = [dict(m) for m in reversed(self.chats[fan])]
+            if not self.list_media_uuids:
+                for m in newest_first:
+                    m.pop("mediaUuids", None)
         chunk = newest_first[(page - 1) * size: page * size]
         return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
                                                            "hasMore": page * size < len(newest_first)}})

@@ -19,7 +19,13 @@ import structlog
 
 from vaultline.adapters.db.rate_bucket import PostgresTokenBucket
 from vaultline.adapters.fanvue.client import FanvueClient
-from vaultline.adapters.fanvue.errors import FanvueError, RateLimited, TransportError, ValidationError
+from vaultline.adapters.fanvue.errors import (
+    FanvueError,
+    RateLimited,
+    TransportError,
+    UnexpectedResponse,
+    ValidationError,
+)
 from vaultline.domain.retry import TransientError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.sends import PlatformMessage, SendOutcomeUnknown, SendRefused
@@ -68,7 +74,9 @@ class LocalPlatform:
                 m = json.loads(line)
             except ValueError:
                 continue  # a torn last line
-            out.append(PlatformMessage(m["uuid"], tuple(m.get("mediaUuids") or ()), _when(m.get("sentAt")), m.get("price")))
+            media = tuple(m.get("mediaUuids") or ())
+            out.append(PlatformMessage(m["uuid"], media, _when(m.get("sentAt")), m.get("price"), text=m.get("text"),
+                                       has_media=bool(media)))
         return out[::-1][:limit]
 
     async def create_session(self, content_id: uuid.UUID, filename: str) -> tuple[str, str]:
@@ -123,6 +131,8 @@ def message_from_fanvue(m: dict[str, Any], creator_uuid: str | None = None) -> P
         price_cents=int(price) if isinstance(price, (int, float)) else None,
         purchased_at=_when(m.get("purchasedAt")),
         from_creator=creator_uuid is None or sender is None or sender == creator_uuid,
+        text=m.get("text"),
+        has_media=bool(m.get("hasMedia")) if m.get("hasMedia") is not None else None,
     )
 
 
@@ -179,6 +189,8 @@ class FanvuePlatform:
             raise SendRefused(f"could not reach Fanvue: {e.message}") from e
         except RateLimited as e:  # a 429 was never processed
             raise SendRefused(f"Fanvue rate limit: {e.message}") from e
+        except UnexpectedResponse as e:  # a 2xx we cannot read: it was probably sent
+            raise SendOutcomeUnknown(f"Fanvue answered without a message uuid: {e.message}") from e
         except FanvueError as e:
             if e.transient or (e.status or 0) >= 500:
                 raise SendOutcomeUnknown(f"Fanvue answered {e.status}: {e.message}") from e

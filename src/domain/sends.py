@@ -22,8 +22,12 @@ from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE, phash_distance
 # Fanvue's PPV minimum per the research notes (third-party sources: 300, some say 200). A
 # price of 0/None is a free message.
 PPV_MIN_CENTS = 300
-# A reserved row older than this is treated like `unknown`: its process may have died mid-call.
-STALE_RESERVATION = timedelta(minutes=2)
+# A reserved row older than this is treated like `unknown`: its process died mid-call. It must
+# exceed SEND_DEADLINE by a margin, so a slow but live sender is never second-guessed.
+STALE_RESERVATION = timedelta(minutes=10)
+# The platform call of a send (rate-limit waits included) is abandoned after this and treated
+# as ambiguous (reconciled by reading the fan's messages).
+SEND_DEADLINE = timedelta(minutes=5)
 # Two reports of one sale from different sources (webhook / sync / earnings) with no shared
 # platform id: same fan, same amount, within this window.
 SALE_MATCH_WINDOW = timedelta(minutes=10)
@@ -31,8 +35,6 @@ SALE_MATCH_WINDOW = timedelta(minutes=10)
 PURCHASE_AFTER_SEND = timedelta(days=60)
 # Clocks differ a little between Fanvue and us.
 CLOCK_SKEW = timedelta(minutes=5)
-
-LIVE_STATUSES = ("reserved", "sent", "unknown")
 
 
 # --------------------------------------------------------------------------- the guard
@@ -102,6 +104,18 @@ def guard(
                 best = Violation(c.content_id, h, d)
         if best is not None:
             out.append(best)
+    return out
+
+
+def copies_within(candidates: Sequence[Candidate], threshold: int = NEAR_DUPLICATE_DISTANCE) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Pairs of one message's contents that are near-copies of each other (a fan would get the
+    same picture twice in one go)."""
+    out = []
+    for i, a in enumerate(candidates):
+        for b in candidates[i + 1 :]:
+            d = phash_distance(a.phash, b.phash)
+            if d is not None and d <= threshold:
+                out.append((a.content_id, b.content_id, d))
     return out
 
 

@@ -6,7 +6,6 @@ no stack, 3 refused (the fan already has that content or a near-copy of it)."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
@@ -19,7 +18,7 @@ import typer
 from rich.table import Table
 
 from vaultline.domain.errors import Conflict, UserError
-from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
+from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, with_pool
 from vaultline.settings import Settings
 
 fans_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fans: who they are, what they received and bought.")
@@ -37,23 +36,8 @@ def _who() -> str:
 
 def _run(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run `work(pool)`; user errors print their message and exit 3 (refused) / 2 (bad input)."""
-    import asyncpg
-
-    from vaultline.adapters.db import create_pool
-
-    async def main() -> Any:
-        try:
-            pool = await create_pool(s.database_url, min_size=1, max_size=3)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
-            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
-            raise typer.Exit(2) from None
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
     try:
-        return asyncio.run(main())
+        return with_pool(s, work)
     except Conflict as e:
         err.print(e.message, style="red", markup=False)
         raise typer.Exit(3) from None

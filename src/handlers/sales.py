@@ -135,6 +135,9 @@ async def _sale(tx: SalesTx, event: Envelope, p: SaleRecorded) -> None:
             matched = rules.match_purchase(report, by_ids, [])
             if matched:
                 await tx.apply_purchase(duplicate.sale_id, matched, duplicate.gross_cents, duplicate.occurred_at)
+        if duplicate.fan_id is None and p.fan_id:  # only now do we know whose money it was
+            await tx.add_fan_spend(creator, p.platform, p.fan_id, duplicate.gross_cents, duplicate.occurred_at,
+                                   duplicate.kind == "purchase")  # fmt: skip
         log.info("sale reported again", sale=str(duplicate.sale_id), source=p.source)
         return
     sale_id = sale_id_for(creator, p.dedupe_key)

@@ -18,6 +18,7 @@ The platform has no idempotency key, so the order of things is what makes it exa
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -52,6 +53,8 @@ class PlatformMessage:
     price_cents: int | None = None
     purchased_at: datetime | None = None
     from_creator: bool = True
+    text: str | None = None
+    has_media: bool | None = None  # when the platform says so without listing the media
 
 
 class MessagePlatform(Protocol):
@@ -230,7 +233,6 @@ async def send(
     store: SendStore,
     platform: MessagePlatform,
     now: Callable[[], datetime] = utcnow,
-    on_reserved: Callable[[uuid.UUID], Any] | None = None,
 ) -> SendResult:
     """Reserve, call the platform once, record the outcome. Raises Conflict when the fan
     already has a content (or a near-copy) and the send is not forced."""
@@ -242,7 +244,12 @@ async def send(
             history = await tx.history()
             pending = rules.unresolved(history, now())
             if not pending:
-                violations = rules.guard([rules.Candidate(c, contents[c].phash) for c in req.content_ids], history)
+                candidates = [rules.Candidate(c, contents[c].phash) for c in req.content_ids]
+                twins = rules.copies_within(candidates)
+                if twins and not req.force:
+                    a, b, d = twins[0]
+                    raise Conflict(f"refused: content {a} and content {b} are near-copies of each other ({d} bits); send one")
+                violations = rules.guard(candidates, history)
                 if violations and not req.force:
                     raise Conflict(rules.refusal(violations, req.fan_id))
                 generations = {v.candidate: v.prior.generation + 1 for v in violations if v.exact}
@@ -256,7 +263,7 @@ async def send(
                             price_cents=req.price_cents or None,
                             text=req.text,
                             generation=generations.get(cid, 0),
-                            forced=req.force and bool(violations),
+                            forced=req.force and bool(violations or twins),
                             reason=req.reason if req.force else None,
                             sent_by=req.sent_by,
                         )
@@ -266,33 +273,52 @@ async def send(
                 break
         # Earlier sends to this fan whose outcome is unknown: settle them before sending again.
         for attempt in {p.attempt_id or p.send_id for p in pending}:
-            await reconcile(attempt, store=store, platform=platform)
+            settled = await reconcile(attempt, store=store, platform=platform)
+            if settled.status == "unknown":
+                raise Conflict(
+                    f"an earlier send to fan {req.fan_id} (contents {', '.join(map(str, settled.content_ids))}) is "
+                    f"unconfirmed and {platform.name} cannot be read to settle it now; nothing was sent, try again later"
+                )
     else:
         raise Conflict(f"earlier sends to fan {req.fan_id} are still unsettled; try again shortly")
 
-    if on_reserved is not None:
-        on_reserved(attempt_id)
     rows = await store.attempt(attempt_id)
     media = [r.media_uuid or "" for r in sorted(rows, key=lambda r: req.content_ids.index(r.content_id))]
     try:
-        message_uuid = await platform.send_message(req.fan_id, req.text, media, req.price_cents or None)
+        message_uuid = await asyncio.wait_for(
+            platform.send_message(req.fan_id, req.text, media, req.price_cents or None),
+            rules.SEND_DEADLINE.total_seconds(),
+        )
+    except TimeoutError:
+        await store.mark(attempt_id, "unknown", f"no answer within {rules.SEND_DEADLINE}")
+        return await _settle_or_explain(attempt_id, store, platform, "no answer in time")
     except SendRefused as e:
         await store.mark(attempt_id, "failed", str(e))
         raise Invalid(f"{platform.name} refused the message: {e}") from None
     except SendOutcomeUnknown as e:
         log.warning("send outcome unknown; reconciling", attempt=str(attempt_id), error=str(e))
         await store.mark(attempt_id, "unknown", str(e))
-        result = await reconcile(attempt_id, store=store, platform=platform)
-        if result.status != "sent":
-            raise Conflict(
-                f"{platform.name} did not confirm the message ({e}); nothing was delivered, so it was released "
-                "and may be sent again"
-                if result.status == "failed"
-                else f"{platform.name} did not confirm the message ({e}) and its messages could not be read; "
-                "the send stays unknown and is settled before any retry"
-            ) from None
-        return result
+        return await _settle_or_explain(attempt_id, store, platform, str(e))
+    except Exception as e:  # anything else: we cannot know what reached the platform
+        log.exception("send failed unexpectedly; reconciling", attempt=str(attempt_id))
+        await store.mark(attempt_id, "unknown", f"{type(e).__name__}: {e}")
+        return await _settle_or_explain(attempt_id, store, platform, f"{type(e).__name__}: {e}")
     return await _finish(attempt_id, message_uuid, store=store, platform=platform, when=now(), reconciled=False)
+
+
+async def _settle_or_explain(attempt_id: uuid.UUID, store: SendStore, platform: MessagePlatform, why: str) -> SendResult:
+    result = await reconcile(attempt_id, store=store, platform=platform)
+    if result.status == "sent":
+        return result
+    if result.status == "failed":
+        raise Conflict(
+            f"{platform.name} did not confirm the message ({why}); nothing was delivered, so it was released "
+            "and may be sent again"
+        )
+    raise Conflict(
+        f"{platform.name} did not confirm the message ({why}) and its messages could not be read; "
+        "the send stays unknown and is settled before any retry"
+    )
 
 
 def _events(rows: Sequence[AttemptRow], platform: str, message_uuid: str) -> list[Envelope]:
@@ -375,11 +401,23 @@ async def reconcile(attempt_id: uuid.UUID, *, store: SendStore, platform: Messag
         base.status = "unknown"
         return base
     earliest = first.reserved_at - rules.CLOCK_SKEW
-    for m in sorted(messages, key=lambda m: m.sent_at or first.reserved_at):
-        if not m.from_creator or set(m.media_uuids) != media:
-            continue
-        if m.sent_at is not None and m.sent_at < earliest:
-            continue
+    ours = [
+        m
+        for m in sorted(messages, key=lambda m: m.sent_at or first.reserved_at)
+        if m.from_creator and (m.sent_at is None or m.sent_at >= earliest)
+    ]
+    # A message carrying exactly these media. Older API versions list no media uuids on
+    # messages: then one with media, the same price and the same text is the one.
+    exact = [m for m in ours if m.media_uuids and set(m.media_uuids) == media]
+    loose = [
+        m
+        for m in ours
+        if not m.media_uuids
+        and m.has_media
+        and (m.price_cents or None) == (first.price_cents or None)
+        and (m.text or "") == (first.text or "")
+    ]
+    for m in exact + loose:
         if await store.message_known(m.uuid):
             continue
         log.info("reconciled: the message went out", attempt=str(attempt_id), message_uuid=m.uuid)

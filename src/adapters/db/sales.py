@@ -111,11 +111,10 @@ class PostgresSalesTx:
     async def insert_sale(self, sale_id: uuid.UUID, event: Envelope, p: SaleRecorded) -> None:
         await self.conn.execute(
             """INSERT INTO sales(id, creator, platform, dedupe_key, kind, gross_cents, net_cents, currency, fan_id,
-                                 route_uuid, message_uuid, post_uuid, occurred_at, source, sources, event_id,
-                                 matched_content_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ARRAY[$14], $15, $16)""",
+                                 route_uuid, message_uuid, post_uuid, occurred_at, source, sources, event_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ARRAY[$14], $15)""",
             sale_id, event.creator, p.platform, p.dedupe_key, p.kind, p.gross_cents, p.net_cents, p.currency,
-            p.fan_id, p.route_uuid, p.message_uuid, p.post_uuid, p.sold_at, p.source, event.event_id, p.content_id,
+            p.fan_id, p.route_uuid, p.message_uuid, p.post_uuid, p.sold_at, p.source, event.event_id,
         )  # fmt: skip
         await self.conn.execute(
             "INSERT INTO sale_keys(creator, dedupe_key, sale_id) VALUES ($1, $2, $3)", event.creator, p.dedupe_key, sale_id

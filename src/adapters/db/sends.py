@@ -3,6 +3,7 @@ reservation and its outcome."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -12,34 +13,46 @@ import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
 from vaultline.domain.errors import Conflict
-from vaultline.domain.sends import LIVE_STATUSES, PriorSend
+from vaultline.domain.sends import PriorSend
 from vaultline.events import Envelope
 from vaultline.handlers.sends import AttemptRow, ContentForSend, NewSend
 
-HISTORY_SQL = """
-SELECT s.id, s.attempt_id, s.content_id, c.phash, s.status, s.reserved_at, s.sent_at, s.message_uuid,
-       s.price_cents, s.generation
-FROM sends s LEFT JOIN content c ON c.id = s.content_id
-WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.status <> 'failed'
-"""
+HISTORY_COLUMNS = """s.id, s.attempt_id, s.content_id, c.phash, s.status, s.reserved_at, s.sent_at, s.message_uuid,
+       s.price_cents, s.generation"""
+HISTORY_FROM = """FROM sends s LEFT JOIN content c ON c.id = s.content_id
+WHERE s.creator = {0} AND s.platform = {1} AND s.fan_id = {2} AND s.status <> 'failed'"""
+HISTORY_SQL = f"SELECT {HISTORY_COLUMNS} {HISTORY_FROM.format('$1', '$2', '$3')}"
+# The guard's reads in one round trip, as flat rows (kind 'c': a content asked for, kind 'h': one
+# of the fan's live sends); flat rows decode far faster than arrays of records.
+GUARD_SQL = f"""
+SELECT 'c' AS kind, id, NULL::uuid AS attempt_id, id AS content_id, phash, status, NULL::timestamptz AS reserved_at,
+       NULL::timestamptz AS sent_at, NULL::text AS message_uuid, price_cents, NULL::integer AS generation,
+       creator, platform, fanvue_media_uuid
+FROM content WHERE id = ANY($1)
+UNION ALL
+SELECT 'h', {HISTORY_COLUMNS}, NULL, NULL, NULL {HISTORY_FROM.format('$2', '$3', '$4')}"""
 
 
-def fan_lock_key(creator: str, platform: str, fan_id: str) -> str:
-    return f"fan:{creator}:{platform}:{fan_id}"
+def fan_lock_key(creator: str, platform: str, fan_id: str) -> int:
+    """The fan's advisory lock: a signed 64-bit number of our own, so BEGIN and the lock go to
+    the server in one round trip (an int literal needs no parameter)."""
+    digest = hashlib.blake2b(f"fan:{creator}:{platform}:{fan_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
-def prior(row: asyncpg.Record) -> PriorSend:
+def prior(row: asyncpg.Record | tuple) -> PriorSend:
+    send_id, attempt_id, content_id, phash, status, reserved_at, sent_at, message_uuid, price_cents, generation = row
     return PriorSend(
-        send_id=row["id"],
-        content_id=row["content_id"],
-        phash=row["phash"],
-        status=row["status"],
-        reserved_at=row["reserved_at"],
-        sent_at=row["sent_at"],
-        message_uuid=row["message_uuid"],
-        price_cents=row["price_cents"],
-        generation=row["generation"],
-        attempt_id=row["attempt_id"],
+        send_id=send_id,
+        content_id=content_id,
+        phash=phash,
+        status=status,
+        reserved_at=reserved_at,
+        sent_at=sent_at,
+        message_uuid=message_uuid,
+        price_cents=price_cents,
+        generation=generation,
+        attempt_id=attempt_id,
     )
 
 
@@ -49,7 +62,7 @@ async def fan_history(conn: asyncpg.Connection | asyncpg.Pool, creator: str, pla
 
 async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_id: str, seen_at: datetime | None) -> None:
     await conn.execute(
-        """INSERT INTO fans(creator, platform, fan_id, first_seen_at) VALUES ($1, $2, $3, $4)
+        """INSERT INTO fans(creator, platform, fan_id, first_seen_at) VALUES ($1, $2, $3, COALESCE($4, now()))
            ON CONFLICT (creator, platform, fan_id) DO UPDATE
            SET first_seen_at = LEAST(fans.first_seen_at, EXCLUDED.first_seen_at)""",
         creator, platform, fan_id, seen_at,
@@ -59,35 +72,38 @@ async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_
 class PostgresFanTx:
     def __init__(self, conn: asyncpg.Connection, creator: str, platform: str, fan_id: str) -> None:
         self.conn, self.creator, self.platform, self.fan_id = conn, creator, platform, fan_id
+        self._history: list[PriorSend] | None = None  # read together with the contents
 
     async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]:
-        rows = await self.conn.fetch(
-            "SELECT id, creator, status, platform, fanvue_media_uuid, phash, price_cents FROM content WHERE id = ANY($1)",
-            list(ids),
-        )
+        rows = await self.conn.fetch(GUARD_SQL, list(ids), self.creator, self.platform, self.fan_id)
+        self._history = [prior(tuple(r)[1:11]) for r in rows if r["kind"] == "h"]
         return [
             ContentForSend(r["id"], r["creator"], r["status"], r["platform"], r["fanvue_media_uuid"], r["phash"], r["price_cents"])
             for r in rows
+            if r["kind"] == "c"
         ]
 
     async def history(self) -> list[PriorSend]:
+        if self._history is not None:
+            return self._history
         return await fan_history(self.conn, self.creator, self.platform, self.fan_id)
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
-        await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, await self.conn.fetchval("SELECT now()"))
+        await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, None)
+        await self.conn.execute("SAVEPOINT reserve")  # the error message below needs the transaction
         try:
-            async with self.conn.transaction():  # a savepoint: the error message below needs the connection
-                await self.conn.executemany(
-                    """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents,
-                                         text, status, generation, forced, reason, sent_by)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13)""",
-                    [
-                        (r.send_id, r.attempt_id, r.content_id, self.creator, self.platform, self.fan_id, r.media_uuid,
-                         r.price_cents, r.text, r.generation, r.forced, r.reason, r.sent_by)
-                        for r in rows
-                    ],
-                )  # fmt: skip
+            await self.conn.executemany(
+                """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents,
+                                     text, status, generation, forced, reason, sent_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13)""",
+                [
+                    (r.send_id, r.attempt_id, r.content_id, self.creator, self.platform, self.fan_id, r.media_uuid,
+                     r.price_cents, r.text, r.generation, r.forced, r.reason, r.sent_by)
+                    for r in rows
+                ],
+            )  # fmt: skip
         except asyncpg.UniqueViolationError:
+            await self.conn.execute("ROLLBACK TO SAVEPOINT reserve")
             live = await self.conn.fetchrow(
                 """SELECT content_id, status, reserved_at, sent_at FROM sends
                    WHERE creator = $1 AND platform = $2 AND fan_id = $3 AND content_id = ANY($4) AND status <> 'failed'
@@ -108,11 +124,16 @@ class PostgresSendStore:
 
     @asynccontextmanager
     async def for_fan(self, creator: str, platform: str, fan_id: str) -> AsyncIterator[PostgresFanTx]:
-        uow = PostgresUnitOfWork(self._pool)
-        async with uow as tx:
-            # Server-wide: two processes sending to one fan take turns through check + reserve.
-            await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", fan_lock_key(creator, platform, fan_id))
-            yield PostgresFanTx(tx.conn, creator, platform, fan_id)
+        """One transaction holding the fan's advisory lock (server-wide: two processes sending to
+        one fan take turns through check + reserve). Committed on a clean exit."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({fan_lock_key(creator, platform, fan_id)})")
+            try:
+                yield PostgresFanTx(conn, creator, platform, fan_id)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def attempt(self, attempt_id: uuid.UUID) -> list[AttemptRow]:
         rows = await self._pool.fetch("SELECT * FROM sends WHERE attempt_id = $1 ORDER BY reserved_at, id", attempt_id)
@@ -158,4 +179,4 @@ class PostgresSendStore:
         return bool(await self._pool.fetchval("SELECT 1 FROM sends WHERE message_uuid = $1 LIMIT 1", message_uuid))
 
 
-__all__ = ["LIVE_STATUSES", "PostgresSendStore", "fan_history", "upsert_fan"]
+__all__ = ["PostgresSendStore", "fan_history", "upsert_fan"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import ingest, ops, pages, review, webhooks
+from vaultline.entrypoints.routes import fans, ingest, ops, pages, review, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
@@ -13,4 +13,5 @@ ROUTERS: list[APIRouter] = [
     pages.router,
     ops.router,
     webhooks.router,
+    fans.router,
 ]
