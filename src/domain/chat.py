@@ -268,3 +268,45 @@ def drafts_for_inbox(status: str | None, drafts: list[str], templates: list[str]
         return list(templates), True
     return list(drafts), False
 
+
+
+# --------------------------------------------------------------------------- stored state
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One suggestion set (for one received message), as stored."""
+
+    id: int
+    creator: str
+    fan_id: str
+    message_id: int
+    message_event_id: uuid.UUID
+    status: str
+    drafts: tuple[str, ...] = ()
+    offer: ModelOffer | None = None
+    flags: tuple[str, ...] = ()
+    reason: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    approved_by: str | None = None
+    sent_draft: int | None = None
+    edited: bool | None = None
+    discarded_by: str | None = None
+    reply_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    creator: str
+    fan_id: str
+    platform: str
+    message_uuid: str
+    text: str
+    sent_at: datetime
+    media_uuids: tuple[str, ...] = ()
+    content_ids: tuple[uuid.UUID, ...] = ()
+    price_cents: int | None = None
+    sent_by: str | None = None
