@@ -107,6 +107,54 @@ def _upload(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def creator_configs(settings: Settings, ttl: float = 30.0) -> Callable[[str], Any]:
+    """settings.creator with the TOML read at most every `ttl` seconds (persona edits show up
+    without a restart, and a busy chat handler does not read the file per message)."""
+    import time
+
+    cache: dict[str, tuple[float, Any]] = {}
+
+    def get(slug: str) -> Any:
+        now = time.monotonic()
+        hit = cache.get(slug)
+        if hit is None or now - hit[0] > ttl:
+            hit = cache[slug] = (now, settings.creator(slug))
+        return hit[1]
+
+    return get
+
+
+def chat_ports(p: Ports, drafter: Any) -> Any:
+    """The chat handler's ports. None of them can send a message.
+
+    SEAM (issue 9): swap ContentOfferSource / MessageFanProfiles for the sales engineer's
+    ranking and fan profile here."""
+    from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
+    from vaultline.handlers.chat import ChatPorts
+
+    s = p.settings
+    return ChatPorts(
+        store=PostgresChatStore(p.pool), drafter=drafter, offers=ContentOfferSource(p.pool),
+        profiles=MessageFanProfiles(p.pool), creator_config=creator_configs(s), default_model=s.ollama_model,
+        history=s.chat_history,
+    )  # fmt: skip
+
+
+def _chat(p: Ports) -> RawHandler:
+    from vaultline.adapters.ollama import OllamaDrafter
+    from vaultline.handlers import chat
+
+    s = p.settings
+    drafter = p.extra["ollama"] = OllamaDrafter(s.ollama_host, timeout=s.ollama_timeout)
+    ports = chat_ports(p, drafter)
+    max_deliver = CONSUMERS["chat"].max_deliver or s.max_deliver
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await chat.handle(event, ports=ports, progress=d.in_progress, final_attempt=d.deliveries >= max_deliver)
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -122,6 +170,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "crop": _crop,
     "library": _library,
     "upload": _upload,
+    "chat": _chat,
     "dlq": _dlq,
 }
 
@@ -250,6 +299,10 @@ class Runtime:
             runner = self.ports.extra.get("crop_runner")
             if runner is not None:
                 await asyncio.to_thread(runner.close)
+            drafter = self.ports.extra.get("ollama")
+            if drafter is not None:
+                with contextlib.suppress(Exception):
+                    await drafter.close()
             with contextlib.suppress(Exception):
                 await self.ports.platforms.close()
             close = getattr(self.ports.storage, "close", None)

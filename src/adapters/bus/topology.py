@@ -58,6 +58,16 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="uploads approved images into the platform's vault folders",
         ),
         ConsumerSpec(
+            "chat",
+            ("message.received.>",),
+            # The model call keeps the message alive with in_progress() while it streams.
+            ack_wait_s=60.0,
+            # Ollama down: the suggestion stays pending and the bus redelivers with backoff
+            # (capped at VAULTLINE_RETRY_MAX_DELAY) for about half an hour before `failed`.
+            max_deliver=40,
+            description="drafts reply suggestions for fan messages (never sends)",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,
