@@ -116,13 +116,17 @@ class Settings(BaseSettings):
             if isinstance(table.get("persona"), dict):
                 table["persona"] = _load_persona(table["persona"], base, slug)
             out[slug] = CreatorConfig(slug=slug, **table)
-        default = data.get("default_creator") or self.default_creator
+        default = self.configured_default_creator()
         out.setdefault(default, CreatorConfig(slug=default))
         if not any(c.comfy_output_dirs for c in out.values()):
             # Nothing configured: the default creator watches DIR/inbox, so `make run` and a
             # folder to drop images into (or to point ComfyUI's output at) is all it takes.
             out[default] = out[default].model_copy(update={"comfy_output_dirs": [self.inbox_dir]})
         return out
+
+    def configured_default_creator(self) -> str:
+        """The default creator: vaultline.toml's `default_creator`, else VAULTLINE_DEFAULT_CREATOR."""
+        return self._file_config().get("default_creator") or self.default_creator
 
     @property
     def inbox_dir(self) -> Path:

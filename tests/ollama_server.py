@@ -12,6 +12,7 @@ What /api/chat answers, in order of precedence:
         Fault("500") / Fault("503", body=...) -> that HTTP status with {"error": ...}
         Fault("slow", delay=2.0) -> wait, then the default answer (a client timeout hits first)
         Fault("drop")  -> close the connection without an answer
+    server.down = 503            # every /api/chat answers that status until set back to None
     server.responder = fn(request_json) -> dict | str   # the default when the queue is empty
     otherwise: {"drafts": ["<echo of the fan's last message>"], "offer": null}
 An unknown model gets 404 {"error": "model \"x\" not found, try pulling it first"} like Ollama.
@@ -54,6 +55,7 @@ class OllamaTestServer:
         self.counts: Counter[str] = Counter()
         self.responder: Callable[[dict[str, Any]], dict[str, Any] | str] | None = None
         self.chunk_size = 7
+        self.down: int | None = None
         self._queue: deque[Any] = deque()
         self._lock = threading.Lock()
         self._closing: asyncio.Event | None = None
@@ -154,6 +156,8 @@ class OllamaTestServer:
         model = body.get("model", "")
         if model not in self.models:
             return JSONResponse({"error": f'model "{model}" not found, try pulling it first'}, status_code=404)
+        if self.down is not None:
+            return JSONResponse({"error": "model is loading (test outage)"}, status_code=self.down)
         item = self._next()
         if isinstance(item, Fault):
             if item.kind == "slow":

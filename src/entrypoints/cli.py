@@ -335,6 +335,7 @@ def ingest(
 
 
 def _register_subcommands() -> None:
+    from vaultline.entrypoints.chat_cli import chat_app, inbox_app
     from vaultline.entrypoints.crop_batch import crop_command
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
@@ -343,6 +344,8 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    app.add_typer(inbox_app, name="inbox")
+    app.add_typer(chat_app, name="chat")
 
 
 _register_subcommands()

@@ -51,6 +51,12 @@ async def _outbox(conn: asyncpg.Connection, event: Envelope) -> None:
     )  # fmt: skip
 
 
+async def queue_event(pool: asyncpg.Pool, event: Envelope) -> None:
+    """An event that starts outside a handler (a CLI stand-in) goes out through the outbox."""
+    async with pool.acquire() as conn:
+        await _outbox(conn, event)
+
+
 class PostgresChatStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
