@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, settings_for
+from vaultline.events import CROP_MODES
 from vaultline.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -21,9 +22,11 @@ events_app = typer.Typer(no_args_is_help=True, help="The audit trail: events in 
 app.add_typer(events_app, name="events")
 
 def _logging(s: Settings, to_file: bool) -> None:
-    from vaultline.entrypoints.logs import configure_logging
+    from vaultline.entrypoints.logs import configure_logging, filter_native_stderr
 
-    configure_logging(s.log_level, s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None))
+    filter_native_stderr()  # run and worker may load MediaPipe
+    file = s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None)
+    configure_logging(s.log_level, file, "json" if file and s.log_format == "auto" else s.log_format)
 
 
 # --------------------------------------------------------------------------- run / worker
@@ -83,8 +86,8 @@ def worker(
 def admin(data_dir: Path = DataDir) -> None:
     """Serve the admin HTTP app alone (review page, API, ingest hook) against external
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
-    from vaultline.bootstrap import Runtime, admin_routes
-    from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+    from vaultline.bootstrap import Runtime
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
 
     s = connected(data_dir, need_db=True)
     _logging(s, False)
@@ -93,8 +96,8 @@ def admin(data_dir: Path = DataDir) -> None:
         import signal
 
         async with Runtime(s, [], relay=False) as rt:
-            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), pool=rt.pool)
-            server = AdminServer(create_app(ctx, admin_routes(ctx, rt)), host=s.admin_host, port=s.admin_port)
+            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), services=Services.from_runtime(rt))
+            server = AdminServer(create_app(ctx), host=s.admin_host, port=s.admin_port)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
@@ -283,7 +286,7 @@ def _image_files(paths: list[Path]) -> list[Path]:
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Image files, or directories walked for .png/.jpg/.jpeg/.webp."),
     creator: str | None = typer.Option(None, "--creator", help="Persona slug [default: the configured default]."),
-    mode: str | None = typer.Option(None, "--mode", help="Crop mode: no_face | chin | lips_only [default: creator's]."),
+    mode: str | None = typer.Option(None, "--mode", help=f"Crop mode: {' | '.join(CROP_MODES)} [default: creator's]."),
     as_json: bool = JsonOut,
     data_dir: Path = DataDir,
 ) -> None:
@@ -291,7 +294,6 @@ def ingest(
     from rich.progress import Progress
 
     from vaultline.bootstrap import Ingestor, Runtime
-    from vaultline.events import CROP_MODES
 
     if mode is not None and mode not in CROP_MODES:
         err.print(f"[red]unknown mode {mode!r}[/red]; use one of {', '.join(CROP_MODES)}")
