@@ -140,6 +140,30 @@ def chat_ports(p: Ports, drafter: Any) -> Any:
     )  # fmt: skip
 
 
+def inbox_ports(settings: Settings, pool: asyncpg.Pool) -> Any:
+    """The inbox use cases' ports (CLI and admin app). SEAM (issue 9): MessageFanProfiles ->
+    the sales engineer's fan profiles (spend, last purchase, categories)."""
+    from vaultline.adapters.db.chat import MessageFanProfiles, PostgresChatStore
+    from vaultline.handlers.inbox import InboxPorts
+
+    async def content(cid: uuid.UUID) -> dict[str, Any] | None:
+        row = await pool.fetchrow("SELECT * FROM content WHERE id = $1", cid)
+        return dict(row) if row else None
+
+    return InboxPorts(store=PostgresChatStore(pool), profiles=MessageFanProfiles(pool),
+                      creator_config=creator_configs(settings), content=content)  # fmt: skip
+
+
+def chat_sender(settings: Settings, pool: asyncpg.Pool, platforms: Any) -> Any:
+    """The ONE ChatSender, given only to the inbox's approval action (handlers.inbox.send).
+
+    SEAM (issue 9): replace PlatformChatSender with the sales engineer's send use case (send
+    guard reservation in `sends`, platform send_message, media.sent); keep the signature."""
+    from vaultline.adapters.chat_sender import PlatformChatSender
+
+    return PlatformChatSender(pool, platforms, settings.data_dir)
+
+
 def _chat(p: Ports) -> RawHandler:
     from vaultline.adapters.ollama import OllamaDrafter
     from vaultline.handlers import chat

@@ -33,17 +33,9 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def inbox_ports(s: Settings, pool: Any) -> Any:
-    from vaultline.adapters.db.chat import MessageFanProfiles, PostgresChatStore
-    from vaultline.bootstrap import creator_configs
-    from vaultline.handlers.inbox import InboxPorts
+    from vaultline.bootstrap import inbox_ports as build
 
-    async def content(cid: uuid.UUID) -> dict[str, Any] | None:
-        row = await pool.fetchrow("SELECT * FROM content WHERE id = $1", cid)
-        return dict(row) if row else None
-
-    # SEAM (issue 9): MessageFanProfiles -> the sales engineer's fan profiles (spend).
-    return InboxPorts(store=PostgresChatStore(pool), profiles=MessageFanProfiles(pool),
-                      creator_config=creator_configs(s), content=content)  # fmt: skip
+    return build(s, pool)
 
 
 def _run(s: Settings, work: Any) -> Any:
@@ -134,8 +126,8 @@ def send_command(
     data_dir: Path = DataDir,
 ) -> None:
     """Approve a draft (edited or not) and send it to the fan: the only way a reply is sent."""
-    from vaultline.adapters.chat_sender import PlatformChatSender
     from vaultline.adapters.platforms import PlatformResolver
+    from vaultline.bootstrap import chat_sender
     from vaultline.handlers import inbox
 
     if draft is None and edit is None:
@@ -147,8 +139,7 @@ def send_command(
     async def work(pool: Any) -> dict[str, Any]:
         platforms = PlatformResolver(pool, s.data_dir)
         try:
-            # SEAM (issue 9): PlatformChatSender -> the sales engineer's send use case.
-            sender = PlatformChatSender(pool, platforms, s.data_dir)
+            sender = chat_sender(s, pool, platforms)
             return await inbox.send(inbox_ports(s, pool), sender, fan, draft=draft, edit=edit, approved_by=by,
                                     creator=creator, with_offer=not no_offer)  # fmt: skip
         finally:
