@@ -18,6 +18,7 @@ transaction, so a redelivery after that changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,9 +88,11 @@ async def handle(
 
     config = ports.creator_config(event.creator)
     model = config.chat_model or ports.default_model
-    history = await store.history(event.creator, p.fan_id, limit=ports.history, up_to=s.message_id)
-    profile = await ports.profiles.profile(event.creator, p.fan_id)
-    eligible = await ports.offers.eligible(event.creator, p.fan_id)
+    history, profile, eligible = await asyncio.gather(
+        store.history(event.creator, p.fan_id, limit=ports.history, up_to=s.message_id),
+        ports.profiles.profile(event.creator, p.fan_id),
+        ports.offers.eligible(event.creator, p.fan_id),
+    )
     messages = build_messages(config.persona, creator=event.creator, history=history, profile=profile,
                               offer=eligible[0] if eligible else None, window=ports.history)  # fmt: skip
     try:

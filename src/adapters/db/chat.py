@@ -67,29 +67,25 @@ class PostgresChatStore:
         p = event.payload
         assert isinstance(p, MessageReceived)
         name = p.fan.display_name or p.fan.handle
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Serialise deliveries of one platform message (webhook + sync + redelivery).
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"chat:{event.creator}:{p.message_uuid}")
-            message_id = await conn.fetchval(
-                "SELECT id FROM messages WHERE creator = $1 AND platform = $2 AND platform_message_uuid = $3",
-                event.creator, p.platform, p.message_uuid,
-            )  # fmt: skip
-            if message_id is None:
-                message_id = await conn.fetchval(
-                    """INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid,
-                                             media_uuids, price_cents, sent_at, fan_name, event_id)
-                       VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id""",
-                    event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
-                    p.price_cents, p.sent_at or event.occurred_at, name, event.event_id,
-                )  # fmt: skip
-            row = await conn.fetchrow("SELECT * FROM suggestions WHERE message_id = $1", message_id)
-            if row is None:
-                row = await conn.fetchrow(
-                    """INSERT INTO suggestions (creator, fan_id, message_id, message_event_id)
-                       VALUES ($1, $2, $3, $4) RETURNING *""",
-                    event.creator, p.fan_id, message_id, event.event_id,
-                )  # fmt: skip
-            return _suggestion(row)
+        # One statement, no explicit lock: ON CONFLICT ... DO UPDATE waits for a concurrent
+        # delivery of the same platform message (webhook + sync + redelivery) to commit and
+        # then returns its row, so both see the same message and the same suggestion.
+        row = await self._pool.fetchrow(
+            """WITH m AS (
+                   INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid,
+                                         media_uuids, price_cents, sent_at, fan_name, event_id)
+                   VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (creator, platform, platform_message_uuid) WHERE platform_message_uuid IS NOT NULL
+                   DO UPDATE SET fan_name = COALESCE(messages.fan_name, EXCLUDED.fan_name)
+                   RETURNING id)
+               INSERT INTO suggestions (creator, fan_id, message_id, message_event_id)
+               SELECT $1, $2, id, $10 FROM m
+               ON CONFLICT (message_id) DO UPDATE SET message_id = suggestions.message_id
+               RETURNING *""",
+            event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
+            p.price_cents, p.sent_at or event.occurred_at, name, event.event_id,
+        )  # fmt: skip
+        return _suggestion(row)
 
     async def history(self, creator: str, fan_id: str, *, limit: int, up_to: int | None = None) -> list[ChatLine]:
         rows = await self._pool.fetch(
@@ -113,24 +109,25 @@ class PostgresChatStore:
 
     async def finish(self, suggestion: Suggestion, *, handler: str, event: Envelope) -> bool:
         s = suggestion
-        async with self._pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval(
-                "INSERT INTO processed_events(handler, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-                handler, s.message_event_id,
-            )  # fmt: skip
-            if first is None:
-                return False
-            updated = await conn.fetchval(
-                """UPDATE suggestions SET status = $2, drafts = $3, offer_content_id = $4, offer_price_cents = $5,
-                          flags = $6, reason = $7, model = $8, attempts = $9, drafted_at = now(), updated_at = now()
-                   WHERE id = $1 AND status = 'pending' RETURNING 1""",
-                s.id, s.status, list(s.drafts), s.offer.content_id if s.offer else None,
-                s.offer.price_cents if s.offer else None, list(s.flags), s.reason, s.model, s.attempts,
-            )  # fmt: skip
-            if updated is None:
-                return False  # a person acted on it already; the processed row still records it
-            await _outbox(conn, event)
-            return True
+        # One statement = one transaction: processed_events, the suggestion, the outbox event.
+        row = await self._pool.fetchrow(
+            """WITH p AS (
+                   INSERT INTO processed_events(handler, event_id) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING RETURNING 1),
+               u AS (
+                   UPDATE suggestions SET status = $4, drafts = $5, offer_content_id = $6, offer_price_cents = $7,
+                          flags = $8, reason = $9, model = $10, attempts = $11, drafted_at = now(), updated_at = now()
+                   WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p) RETURNING 1),
+               o AS (
+                   INSERT INTO outbox(event_id, subject, body) SELECT $12, $13, $14 WHERE EXISTS (SELECT 1 FROM u)
+                   ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+               SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM o) AS queued""",
+            handler, s.message_event_id, s.id, s.status, list(s.drafts), s.offer.content_id if s.offer else None,
+            s.offer.price_cents if s.offer else None, list(s.flags), s.reason, s.model, s.attempts,
+            event.event_id, event.subject, event.to_json(),
+        )  # fmt: skip
+        # Not updated: already finished, or a person acted on it; the processed row records it.
+        return bool(row["updated"])
 
     # ------------------------------------------------------------------ the inbox
 
@@ -282,18 +279,22 @@ class ContentOfferSource:
     async def eligible(self, creator: str, fan_id: str, *, limit: int = 5) -> list[OfferCandidate]:
         rows = await self._pool.fetch(
             """WITH had AS (
-                   SELECT c.phash, c.id FROM content c
+                   SELECT c.id, CASE WHEN length(c.phash) = 16 THEN ('x' || c.phash)::bit(64) END AS bits
+                   FROM content c
                    WHERE c.id IN (SELECT unnest(content_ids) FROM messages
-                                  WHERE creator = $1 AND fan_id = $2 AND direction = 'out'))
+                                  WHERE creator = $1 AND fan_id = $2 AND direction = 'out')),
+               cand AS (
+                   SELECT c.id, c.price_cents, c.category, c.description, c.tags, c.fanvue_media_uuid,
+                          c.times_purchased, c.revenue_cents, c.uploaded_at,
+                          CASE WHEN length(c.phash) = 16 THEN ('x' || c.phash)::bit(64) END AS bits
+                   FROM content c
+                   WHERE c.creator = $1 AND c.vault = 'ppv' AND c.status = 'uploaded'
+                     AND c.price_cents IS NOT NULL AND c.price_cents > 0
+                     AND c.id NOT IN (SELECT id FROM had))
                SELECT c.id, c.price_cents, c.category, c.description, c.tags,
                       COALESCE(c.fanvue_media_uuid, '') AS media_uuid
-               FROM content c
-               WHERE c.creator = $1 AND c.vault = 'ppv' AND c.status = 'uploaded'
-                 AND c.price_cents IS NOT NULL AND c.price_cents > 0
-                 AND c.id NOT IN (SELECT id FROM had)
-                 AND NOT EXISTS (
-                     SELECT 1 FROM had h WHERE length(h.phash) = 16 AND length(c.phash) = 16
-                       AND bit_count(('x' || h.phash)::bit(64) # ('x' || c.phash)::bit(64)) <= $3)
+               FROM cand c
+               WHERE NOT EXISTS (SELECT 1 FROM had h WHERE bit_count(h.bits # c.bits) <= $3)
                ORDER BY c.times_purchased DESC, c.revenue_cents DESC, c.uploaded_at DESC NULLS LAST, c.id
                LIMIT $4""",
             creator, fan_id, NEAR_COPY_DISTANCE, limit,
@@ -314,16 +315,14 @@ class MessageFanProfiles:
         self._pool = pool
 
     async def profile(self, creator: str, fan_id: str) -> FanProfile:
-        rows = await self._pool.fetch(
-            """SELECT DISTINCT unnest(content_ids) AS c FROM messages
-               WHERE creator = $1 AND fan_id = $2 AND direction = 'out'""",
+        row = await self._pool.fetchrow(
+            """SELECT (SELECT array_agg(DISTINCT c ORDER BY c) FROM messages m, unnest(m.content_ids) AS c
+                       WHERE m.creator = $1 AND m.fan_id = $2 AND m.direction = 'out') AS received,
+                      (SELECT fan_name FROM messages WHERE creator = $1 AND fan_id = $2 AND fan_name IS NOT NULL
+                       ORDER BY sent_at DESC, id DESC LIMIT 1) AS name""",
             creator, fan_id,
         )  # fmt: skip
-        name = await self._pool.fetchval(
-            "SELECT fan_name FROM messages WHERE creator = $1 AND fan_id = $2 AND fan_name IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1", creator, fan_id,
-        )  # fmt: skip
-        return FanProfile(fan_id=fan_id, display_name=name, received=tuple(sorted(r["c"] for r in rows)))
+        return FanProfile(fan_id=fan_id, display_name=row["name"], received=tuple(row["received"] or ()))
 
     async def spend(self, creator: str, fan_ids: list[str]) -> dict[str, int]:
         return {}
