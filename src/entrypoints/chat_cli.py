@@ -26,6 +26,7 @@ inbox_app = typer.Typer(no_args_is_help=True, add_completion=False,
 chat_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fan chat tools (local platform).")
 
 CreatorOpt = typer.Option(None, "--creator", help="The persona (needed when the fan talks to several).")
+FanArg = typer.Argument(..., help="The fan's id.")
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -80,12 +81,8 @@ def list_command(creator: str | None = CreatorOpt, as_json: bool = JsonOut, data
 
 
 @inbox_app.command("show")
-def show_command(
-    fan: str = typer.Argument(..., help="The fan's id."),
-    creator: str | None = CreatorOpt,
-    as_json: bool = JsonOut,
-    data_dir: Path = DataDir,
-) -> None:
+def show_command(fan: str = FanArg, creator: str | None = CreatorOpt, as_json: bool = JsonOut,
+                 data_dir: Path = DataDir) -> None:  # fmt: skip
     """One conversation: history, what the fan spent, the drafts (numbered from 1), flags."""
     from vaultline.handlers import inbox
 
@@ -117,7 +114,7 @@ def show_command(
 
 @inbox_app.command("send")
 def send_command(
-    fan: str = typer.Argument(..., help="The fan's id."),
+    fan: str = FanArg,
     draft: int | None = typer.Option(None, "--draft", "-d", help="Draft number (from `inbox show`)."),
     edit: str | None = typer.Option(None, "--edit", help="Send this text instead (the edited draft, or typed by hand)."),
     no_offer: bool = typer.Option(False, "--no-offer", help="Send the text without the suggested PPV offer."),
@@ -154,12 +151,8 @@ def send_command(
 
 
 @inbox_app.command("discard")
-def discard_command(
-    fan: str = typer.Argument(..., help="The fan's id."),
-    creator: str | None = CreatorOpt,
-    as_json: bool = JsonOut,
-    data_dir: Path = DataDir,
-) -> None:
+def discard_command(fan: str = FanArg, creator: str | None = CreatorOpt, as_json: bool = JsonOut,
+                    data_dir: Path = DataDir) -> None:  # fmt: skip
     """Discard the drafts of a conversation: nothing is sent, the decision is recorded."""
     from vaultline.handlers import inbox
 

@@ -7,8 +7,11 @@ import json
 
 import pytest
 
+import asyncio
+import contextlib
 import signal
 import subprocess
+from pathlib import Path
 
 from tests.e2e.test_run import RunningStack, cli, clean_env, leftovers, start, wait_runtime
 from tests.waiting import wait_until
@@ -16,6 +19,26 @@ from vaultline.adapters.bus.stream import connect, read_events
 from vaultline.adapters.chat_sender import LocalChatLog
 
 pytestmark = pytest.mark.e2e
+
+
+@contextlib.asynccontextmanager
+async def chat_stack(env: dict[str, str], data_dir: Path, log: Path):
+    """`vaultline run` with `env` (the test Ollama, a config); stopped with SIGTERM, no server left."""
+    proc = start(data_dir, env, log)
+    try:
+        rt = await wait_runtime(proc, data_dir, log)
+        token = (data_dir / "admin-token").read_text().strip()
+        yield RunningStack(rt, data_dir, token, env)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert leftovers(data_dir) == []
 
 
 def show(fan: str, stack) -> dict:
@@ -38,10 +61,7 @@ async def test_simulate_pending_templates_ready_send_and_discard(tmp_path, pg_da
     ollama_server.down = 503  # Ollama is down until the test has seen the pending suggestion
     # Not under pytest's tmp_path: a concurrent pytest run re-chmods it, locking PostgreSQL out.
     data_dir, log = pg_data_dir / "data", tmp_path / "run.log"
-    proc = start(data_dir, env, log)
-    try:
-        rt = await wait_runtime(proc, data_dir, log)
-        stack = RunningStack(rt, data_dir, "", env)
+    async with chat_stack(env, data_dir, log) as stack:
         d = str(stack.data_dir)
         r = cli("chat", "simulate", "fan1", "--text", "hey, you up?", "--data-dir", d, env=env)
         assert r.returncode == 0, r.stderr
@@ -91,16 +111,6 @@ async def test_simulate_pending_templates_ready_send_and_discard(tmp_path, pg_da
             await nc.close()
         assert got.count("message.sent") == 1 and got.count("message.received") == 2
         assert got.count("reply.discarded") == 1
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    assert leftovers(data_dir) == []
 
 
 async def _has(types, t: str) -> bool:

@@ -5,8 +5,6 @@ the offer, once."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import uuid
 
 import asyncpg
@@ -14,7 +12,8 @@ import httpx
 import pytest
 
 from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_run import cli, clean_env, leftovers, start, wait_runtime
+from tests.e2e.test_chat_cli import chat_stack
+from tests.e2e.test_run import cli, clean_env
 from tests.images import noise_image, png_bytes
 from tests.waiting import wait_until
 from vaultline.adapters.chat_sender import LocalChatLog
@@ -58,10 +57,8 @@ async def test_inbox_edit_a_draft_and_send_it_in_chromium(tmp_path, pg_data_dir,
     env = clean_env() | {"VAULTLINE_ADMIN_PORT": "0", "VAULTLINE_OLLAMA_HOST": ollama_server.host,
                          "VAULTLINE_OLLAMA_MODEL": "llama3.2", "VAULTLINE_DEFAULT_CREATOR": "elena"}  # fmt: skip
     data_dir, log = pg_data_dir / "data", tmp_path / "run.log"
-    proc = start(data_dir, env, log)
-    try:
-        rt = await wait_runtime(proc, data_dir, log)
-        token = (data_dir / "admin-token").read_text().strip()
+    async with chat_stack(env, data_dir, log) as stack:
+        rt, token = stack.rt, stack.token
         base = rt["admin_url"]
         await eligible_content(rt["database_url"], data_dir / "library", cid)
         r = await asyncio.to_thread(cli, "chat", "simulate", "fan1", "--text", "anything new?",
@@ -118,14 +115,3 @@ async def test_inbox_edit_a_draft_and_send_it_in_chromium(tmp_path, pg_data_dir,
             assert len(LocalChatLog(data_dir).read("elena")) == 1
             listed = (await http.get("/api/inbox")).json()
             assert listed[0]["unanswered"] is False
-
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    assert leftovers(data_dir) == []
