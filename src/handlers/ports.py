@@ -7,7 +7,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from vaultline.events import Envelope
+from vaultline.domain.chat import (
+    ChatLine,
+    ConversationSummary,
+    FanProfile,
+    ModelAnswer,
+    OfferCandidate,
+    OutgoingMessage,
+    Suggestion,
+)
+from vaultline.events import Envelope, PpvOffer
 
 
 class Publisher(Protocol):
@@ -72,17 +81,6 @@ class UnitOfWorkFactory(Protocol):
 # --------------------------------------------------------------------------- fan chat
 # The chat handler gets ChatStore, Drafter, OfferSource and FanProfiles: none of them can send.
 # Only the inbox's approval action (handlers/inbox.py) gets a ChatSender.
-
-from vaultline.domain.chat import (  # noqa: E402
-    ChatLine,
-    ConversationSummary,
-    FanProfile,
-    ModelAnswer,
-    OfferCandidate,
-    OutgoingMessage,
-    Suggestion,
-)
-from vaultline.events import PpvOffer  # noqa: E402
 
 
 class Drafter(Protocol):
