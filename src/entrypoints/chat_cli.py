@@ -142,7 +142,13 @@ def send_command(
         finally:
             await platforms.close()
 
-    res = _run(s, work)
+    try:
+        res = _run(s, work)
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as e:  # the platform failed: nothing was recorded as sent, the drafts are kept
+        err.print(f"[red]could not send[/red]: {e}")
+        raise typer.Exit(1) from None
     if as_json:
         _print_json(res)
         return

@@ -200,7 +200,7 @@ async def send(
         price_cents=offer.price_cents if offer else None, sent_by=approved_by,
     )  # fmt: skip
     try:
-        await store.record_sent(s.id, message, draft=draft, edited=edited, reply_seconds=seconds, event=event)
+        await store.record_sent(s.id, message, draft=payload.draft, edited=edited, reply_seconds=seconds, event=event)
     except Exception:
         # The platform has the message; only our record failed. Leave the claim (status
         # `sending`) so nobody sends it again, and say so loudly.
