@@ -8,8 +8,8 @@ import pytest
 from tests.fakes import FakeDrafter
 from tests.integration.test_chat import config, received
 from tests.integration.test_review_api import AUTH, serving
-from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
 from vaultline.adapters.chat_sender import LocalChatLog
+from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
 from vaultline.domain.chat import ModelAnswer
 from vaultline.handlers import chat
 
