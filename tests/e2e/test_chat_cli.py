@@ -66,8 +66,11 @@ async def test_simulate_pending_templates_ready_send_and_discard(tmp_path, pg_da
         r = cli("chat", "simulate", "fan1", "--text", "hey, you up?", "--data-dir", d, env=env)
         assert r.returncode == 0, r.stderr
 
-        pending = await wait_until(lambda: (c := show("fan1", stack))["status"] == "pending" and c, timeout=60,
-                                   what="a pending suggestion")  # fmt: skip
+        def told_pending():  # pending after a failed attempt (before it, the model is being asked)
+            c = show("fan1", stack)
+            return c["status"] == "pending" and c["reason"] and c
+
+        pending = await wait_until(told_pending, timeout=60, what="a pending suggestion with its reason")
         assert pending["drafts_are_templates"]
         assert [x["text"] for x in pending["drafts"]] == ["give me a sec babe", "back soon"]
         assert "503" in pending["reason"]
