@@ -361,3 +361,20 @@ async def test_answering_supersedes_older_suggestions_of_the_conversation(pool, 
     assert statuses == ["superseded", "sent"]
     reply = await pool.fetchval("SELECT reply_seconds FROM suggestions WHERE status = 'sent'")
     assert reply >= 120  # from the oldest unanswered message
+
+
+async def test_offers_exclude_what_the_fan_has_and_near_copies_ranked_by_sales(pool, store, tmp_path):
+    had = await add_ppv(pool, phash="f0f0f0f0f0f0f0f0", media="m-had")
+    near = await add_ppv(pool, phash="f0f0f0f0f0f0f0f3", purchased=99)  # 2 bits from `had`
+    best = await add_ppv(pool, phash="0f0f0f0f0f0f0f0f", purchased=10)
+    other = await add_ppv(pool, phash="00000000ffffffff", purchased=1)
+    await add_ppv(pool, price=0, phash="1234123412341234")  # no price: never offered
+    offers = ContentOfferSource(pool)
+    assert [c.content_id for c in await offers.eligible(CREATOR, "fan1")] == [near, best, other, had]
+    await chat.handle(received("fan1", "hi"), ports=ports(pool, store, FakeDrafter(
+        ModelAnswer(drafts=["a"], offer=ModelOffer(content_id=had, price_cents=1299))
+    )))  # fmt: skip
+    await inbox.send(inbox_ports(pool, store), RecordingSender(pool, tmp_path), "fan1", draft=1, approved_by="op")
+    assert [c.content_id for c in await offers.eligible(CREATOR, "fan1")] == [best, other]
+    assert [c.content_id for c in await offers.eligible(CREATOR, "fan2")] == [near, best, other, had]
+    assert (await MessageFanProfiles(pool).profile(CREATOR, "fan1")).received == (had,)
