@@ -46,7 +46,7 @@ LINES = ["hey you", "how was your day?", "loved the last set", "what are you up 
 class InstantDrafter:
     """The model, minus the model: answers at once (with the offer it was given, if any)."""
 
-    async def draft(self, model, messages, *, progress=None):
+    async def draft(self, model, messages):
         system = messages[0]["content"]
         offer = None
         if "content_id " in system:

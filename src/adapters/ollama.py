@@ -9,8 +9,6 @@ TransientError: the bus redelivers later)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -28,8 +26,6 @@ from vaultline.domain.chat import (
 )
 
 log = structlog.get_logger("vaultline.ollama")
-
-Progress = Callable[[], Awaitable[None]]
 
 
 class _Transient(Exception):
@@ -64,14 +60,12 @@ class OllamaDrafter:
         timeout: float = 120.0,
         stream: bool = True,
         policy: RetryPolicy = OLLAMA,
-        progress_every: float = 5.0,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.timeout = timeout
         self.stream = stream
         self.policy = policy
-        self.progress_every = progress_every
         self.options = options if options is not None else {"temperature": 0.7}
         # httpx timeouts bound each read; `timeout` bounds the whole call (asyncio.wait_for).
         self._client = AsyncClient(host=host, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
@@ -87,41 +81,35 @@ class OllamaDrafter:
             raise ModelUnavailable(str(_classify(e, ""))) from e
         return [m.model for m in listing.models if m.model]
 
-    async def _once(self, model: str, messages: list[dict[str, str]], progress: Progress | None) -> str:
+    async def _once(self, model: str, messages: list[dict[str, str]]) -> str:
         if not self.stream:
             resp = await self._client.chat(model=model, messages=messages, format=answer_schema(),
                                            options=self.options, stream=False)  # fmt: skip
             return resp.message.content or ""
         parts: list[str] = []
-        last = time.monotonic()
         stream = await self._client.chat(model=model, messages=messages, format=answer_schema(),
                                          options=self.options, stream=True)  # fmt: skip
         async for chunk in stream:
-            parts.append(chunk.message.content or "")
-            if progress is not None and time.monotonic() - last >= self.progress_every:
-                last = time.monotonic()
-                await progress()  # keeps the bus from redelivering while the model writes
+            parts.append(chunk.message.content or "")  # streaming: a slow model never hits a read timeout
         return "".join(parts)
 
-    async def _chat(self, model: str, messages: list[dict[str, str]], progress: Progress | None) -> str:
+    async def _chat(self, model: str, messages: list[dict[str, str]]) -> str:
         try:
             async for attempt in self.policy.retrying(_is_transient):
                 with attempt:
                     try:
-                        return await asyncio.wait_for(self._once(model, messages, progress), self.timeout)
+                        return await asyncio.wait_for(self._once(model, messages), self.timeout)
                     except Exception as e:
                         raise _classify(e, model) from e
         except _Transient as e:
             raise ModelUnavailable(str(e)) from e
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def draft(
-        self, model: str, messages: list[dict[str, str]], *, progress: Progress | None = None
-    ) -> ModelAnswer:
+    async def draft(self, model: str, messages: list[dict[str, str]]) -> ModelAnswer:
         convo = list(messages)
         error = ""
         for attempt in (1, 2):
-            content = await self._chat(model, convo, progress)
+            content = await self._chat(model, convo)
             try:
                 return ModelAnswer.model_validate_json(content)
             except ValidationError as e:

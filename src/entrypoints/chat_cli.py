@@ -17,8 +17,8 @@ import typer
 from rich.table import Table
 
 from vaultline.domain.errors import UserError
-from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
-from vaultline.entrypoints.review_cli import _print_json, _reviewer, _with_pool
+from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, print_json, with_pool
+from vaultline.entrypoints.review_cli import _reviewer
 from vaultline.settings import Settings
 
 inbox_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -48,7 +48,7 @@ def _run(s: Settings, work: Any) -> Any:
         except UserError as e:
             return e
 
-    result = _with_pool(s, guarded)
+    result = with_pool(s, guarded)
     if isinstance(result, UserError):
         err.print(f"[red]{result.message}[/red]")
         raise typer.Exit(1)
@@ -67,7 +67,7 @@ def list_command(creator: str | None = CreatorOpt, as_json: bool = JsonOut, data
     s = _settings(data_dir)
     rows = _run(s, lambda pool: inbox.list_conversations(inbox_ports(s, pool), creator))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(title=f"{sum(r['unanswered'] for r in rows)} unanswered · {len(rows)} conversation(s)")
     for col in ("fan", "creator", "status", "spent", "last message", "waiting since"):
@@ -89,7 +89,7 @@ def show_command(fan: str = FanArg, creator: str | None = CreatorOpt, as_json: b
     s = _settings(data_dir)
     c = _run(s, lambda pool: inbox.show(inbox_ports(s, pool), fan, creator))
     if as_json:
-        _print_json(c)
+        print_json(c)
         return
     name = f" ({c['display_name']})" if c["display_name"] else ""
     out.print(f"[bold]{c['fan_id']}{name}[/bold] · {c['creator']} · spent {_money(c['spend_cents'])} · "
@@ -150,7 +150,7 @@ def send_command(
         err.print(f"[red]could not send[/red]: {e}")
         raise typer.Exit(1) from None
     if as_json:
-        _print_json(res)
+        print_json(res)
         return
     offer = f" with offer {res['offer']['content_id']} at {_money(res['offer']['price_cents'])}" if res["offer"] else ""
     out.print(f"sent to {res['fan_id']} on {res['platform']}{offer}: {res['text']}", highlight=False)
@@ -165,7 +165,7 @@ def discard_command(fan: str = FanArg, creator: str | None = CreatorOpt, as_json
     s = _settings(data_dir)
     res = _run(s, lambda pool: inbox.discard(inbox_ports(s, pool), fan, by=_reviewer(), creator=creator))
     if as_json:
-        _print_json(res)
+        print_json(res)
         return
     out.print(f"discarded the drafts for {res['fan_id']}")
 
@@ -197,8 +197,8 @@ def simulate_command(
 
         err.print(f"[red]invalid message[/red]: {plain_errors(e)}")
         raise typer.Exit(2) from None
-    _with_pool(s, lambda pool: queue_event(pool, event))
+    with_pool(s, lambda pool: queue_event(pool, event))
     if as_json:
-        _print_json({"event_id": str(event.event_id), "creator": slug, "fan_id": fan, "subject": event.subject})
+        print_json({"event_id": str(event.event_id), "creator": slug, "fan_id": fan, "subject": event.subject})
         return
     sys.stdout.write(f"{fan} wrote to {slug}: event {event.event_id}; see `vaultline inbox show {fan}`\n")

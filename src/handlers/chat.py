@@ -19,7 +19,7 @@ transaction, so a redelivery after that changes nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from vaultline.domain.chat import (
 from vaultline.domain.guardrails import check_fan_message
 from vaultline.domain.retry import PermanentError, TransientError
 from vaultline.events import Envelope, MessageReceived, PpvOffer, ReplySuggested, new_event
+from vaultline.handlers.heartbeat import DEFAULT_EVERY_S, Heartbeat, keep_alive
 from vaultline.handlers.ports import ChatStore, Drafter, FanProfiles, OfferSource
 
 NAME = "chat"
@@ -66,7 +67,8 @@ async def handle(
     event: Envelope,
     *,
     ports: ChatPorts,
-    progress: Callable[[], Awaitable[None]] | None = None,
+    heartbeat: Heartbeat | None = None,
+    heartbeat_every: float = DEFAULT_EVERY_S,
     final_attempt: bool = False,
 ) -> Suggestion:
     """The suggestion as it stands after this delivery (also when it was already done)."""
@@ -96,7 +98,8 @@ async def handle(
     messages = build_messages(config.persona, creator=event.creator, history=history, profile=profile,
                               offer=eligible[0] if eligible else None, window=ports.history)  # fmt: skip
     try:
-        answer = await ports.drafter.draft(model, messages, progress=progress)
+        async with keep_alive(heartbeat, heartbeat_every):  # the model may take a while
+            answer = await ports.drafter.draft(model, messages)
     except ModelUnavailable as e:
         reason = f"model unavailable: {e}"
         first = s.attempts == 0

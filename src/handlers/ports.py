@@ -84,7 +84,7 @@ class UnitOfWorkFactory(Protocol):
 
 
 class Drafter(Protocol):
-    async def draft(self, model: str, messages: list[dict[str, str]], *, progress: Any = None) -> ModelAnswer:
+    async def draft(self, model: str, messages: list[dict[str, str]]) -> ModelAnswer:
         """Raises ModelUnavailable (transient) or ModelAnswerInvalid (malformed twice)."""
 
 

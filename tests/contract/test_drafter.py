@@ -186,21 +186,6 @@ async def test_models_lists_the_tags(ollama_server):
     assert ollama_server.counts["/api/tags"] == 1
 
 
-async def test_streaming_reports_progress(ollama_server):
-    ticks = []
-
-    async def progress() -> None:
-        ticks.append(1)
-
-    drafter = OllamaDrafter(ollama_server.host, timeout=5.0, policy=FAST, progress_every=0.0)
-    try:
-        ollama_server.script(GOOD)
-        await drafter.draft(MODEL, MESSAGES, progress=progress)
-    finally:
-        await drafter.close()
-    assert len(ticks) >= 2  # one per chunk with progress_every=0
-
-
 async def test_version_endpoint(ollama_server):
     import httpx
 

@@ -378,3 +378,18 @@ async def test_offers_exclude_what_the_fan_has_and_near_copies_ranked_by_sales(p
     assert [c.content_id for c in await offers.eligible(CREATOR, "fan1")] == [best, other]
     assert [c.content_id for c in await offers.eligible(CREATOR, "fan2")] == [near, best, other, had]
     assert (await MessageFanProfiles(pool).profile(CREATOR, "fan1")).received == (had,)
+
+
+async def test_heartbeats_while_the_model_writes(pool, store):
+    class Slow(FakeDrafter):
+        async def draft(self, model, messages):
+            await asyncio.sleep(0.4)
+            return await super().draft(model, messages)
+
+    beats = []
+
+    async def beat():
+        beats.append(1)
+
+    s = await chat.handle(received("fan1", "hi"), ports=ports(pool, store, Slow()), heartbeat=beat, heartbeat_every=0.05)
+    assert s.status == "ready" and len(beats) >= 3

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import inbox, ingest, pages, review
+from vaultline.entrypoints.routes import inbox, ingest, ops, pages, review
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
+    ops.router,
     inbox.router,
 ]
