@@ -95,7 +95,7 @@ class OllamaDrafter:
 
     async def _chat(self, model: str, messages: list[dict[str, str]]) -> str:
         try:
-            async for attempt in self.policy.retrying(_is_transient):
+            async for attempt in self.policy.retrying(retry_if=_is_transient):
                 with attempt:
                     try:
                         return await asyncio.wait_for(self._once(model, messages), self.timeout)

@@ -1,36 +1,77 @@
-"""Transport retry policies (tenacity) for the services vaultline calls, one object each.
+"""Transport retries: one policy object per remote service, run by tenacity.
 
-A policy retries quick, in-process, for blips (a refused connection while a server restarts,
-a 503); anything longer is the bus's job: the handler raises TransientError and JetStream
-redelivers with backoff."""
+A policy says how often and how patiently a call to one service is repeated (attempts,
+exponential backoff with jitter, a cap). What is *safe* to repeat is the caller's decision (a
+POST that may have reached the server is not), passed as `retry_if`. Rate limiting is not a
+retry: the Fanvue client's token bucket (`pause_for`) does that waiting for every caller.
+
+    retrying = FANVUE.retrying(retry_if=lambda e: isinstance(e, ServerError), sleep=sleep)
+    response = await retrying(send_once)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class _JitteredBackoff(wait_base):
+    """base * 2^(n-1), capped, times a jitter factor in [50%, 100%] so parallel workers do not
+    retry in step. An exception carrying `retry_after` (seconds the server asked for) wins."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
+        self.base, self.cap, self.rng = base, cap, rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        asked = getattr(exc, "retry_after", None)
+        if isinstance(asked, (int, float)) and asked >= 0:
+            return float(asked)
+        return backoff(retry_state.attempt_number, self.base, self.cap, self.rng)
+
+
+def backoff(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """The wait after the `failures`-th failure (1-based)."""
+    return min(cap, base * 2 ** (failures - 1)) * (0.5 + rng.random() / 2)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    name: str
-    attempts: int  # total tries, the first included
-    initial: float  # seconds before the second try, doubled each time
-    max_wait: float
-    jitter: float = 0.2
+    """How one remote service is retried. Callers may tighten `max_attempts` per call site."""
 
-    def retrying(self, retry_on: Callable[[BaseException], bool]) -> AsyncRetrying:
-        """`async for attempt in policy.retrying(is_transient): with attempt: ...`; the last
-        error is re-raised as itself."""
+    service: str
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+
+    def with_attempts(self, max_attempts: int) -> "RetryPolicy":
+        return replace(self, max_attempts=max(1, max_attempts))
+
+    def retrying(self, *, retry_if: Callable[[BaseException], bool], sleep: Sleep = asyncio.sleep,
+                 rng: random.Random | None = None) -> AsyncRetrying:
+        """A tenacity runner: repeats while `retry_if(exc)` and attempts remain, then re-raises
+        the last exception unchanged (callers see their own typed errors, never RetryError)."""
         return AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(multiplier=self.initial, max=self.max_wait, jitter=self.jitter),
-            retry=retry_if_exception(retry_on),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_JitteredBackoff(self.backoff_base, self.backoff_cap, rng or random.Random()),
+            retry=retry_if_exception(retry_if),
+            sleep=sleep,
             reraise=True,
         )
 
 
-# Ollama on the same machine: a refused connection or a 5xx is usually a restart or a model
-# being loaded. Three quick tries, then the suggestion waits (pending) for the bus's backoff.
-OLLAMA = RetryPolicy("ollama", attempts=3, initial=0.5, max_wait=4.0)
+# Fanvue: the API, its OAuth token endpoint and the presigned S3 part URLs it hands out.
+FANVUE = RetryPolicy("fanvue", max_attempts=4, backoff_base=0.5, backoff_cap=30.0)
+
+# Ollama on this machine: a refused connection or a 5xx is usually a restart or a model being
+# loaded. Three quick tries, then the suggestion waits (pending) for the bus's backoff.
+OLLAMA = RetryPolicy("ollama", max_attempts=3, backoff_base=0.5, backoff_cap=4.0)

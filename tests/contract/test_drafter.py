@@ -16,7 +16,7 @@ from vaultline.adapters.ollama import OllamaDrafter
 from vaultline.adapters.retry_policies import RetryPolicy
 from vaultline.domain.chat import ModelAnswer, ModelAnswerInvalid, ModelUnavailable, answer_schema
 
-FAST = RetryPolicy("test", attempts=3, initial=0.01, max_wait=0.05, jitter=0.0)
+FAST = RetryPolicy("test", max_attempts=3, backoff_base=0.01, backoff_cap=0.05)
 MODEL = "llama3.2"
 MESSAGES = [{"role": "system", "content": "you are elena"}, {"role": "user", "content": "hi there"}]
 GOOD = {"drafts": ["hey you!", "hi \U0001f495"], "offer": {"content_id": str(uuid.UUID(int=7)), "price_cents": 999}}
@@ -137,7 +137,7 @@ async def test_server_errors_are_retried_then_succeed(ollama_server, stream):
 
 
 async def test_slow_model_times_out_as_unavailable(ollama_server):
-    drafter = OllamaDrafter(ollama_server.host, timeout=0.3, policy=RetryPolicy("one", 1, 0.01, 0.01))
+    drafter = OllamaDrafter(ollama_server.host, timeout=0.3, policy=RetryPolicy("one", max_attempts=1, backoff_base=0.01, backoff_cap=0.01))
     try:
         ollama_server.script(Fault("slow", delay=5.0))
         with pytest.raises(ModelUnavailable, match="slow|timeout|Timeout"):
@@ -147,7 +147,7 @@ async def test_slow_model_times_out_as_unavailable(ollama_server):
 
 
 async def test_dropped_connection_is_unavailable(ollama_server):
-    drafter = OllamaDrafter(ollama_server.host, timeout=5.0, stream=False, policy=RetryPolicy("one", 1, 0.01, 0.01))
+    drafter = OllamaDrafter(ollama_server.host, timeout=5.0, stream=False, policy=RetryPolicy("one", max_attempts=1, backoff_base=0.01, backoff_cap=0.01))
     try:
         ollama_server.script(Fault("drop"))
         with pytest.raises(ModelUnavailable):

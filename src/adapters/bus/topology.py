@@ -95,6 +95,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "waits on the platform: 429 pauses, parts, polling for ready)",
         ),
         ConsumerSpec(
+            "sales",
+            ("sale.recorded.>", "media.sent.>", "message.received.>", "fan.>"),
+            description="sales, sends and fans projections: matches purchases to sends, counts each sale once",
+        ),
+        ConsumerSpec(
             "chat",
             ("message.received.>",),
             # Ollama down: the suggestion stays pending and the bus redelivers with backoff

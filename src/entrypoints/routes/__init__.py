@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import inbox, ingest, ops, pages, review
+from vaultline.entrypoints.routes import fans, inbox, ingest, ops, pages, review, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
     ops.router,
+    webhooks.router,
+    fans.router,
     inbox.router,
 ]
