@@ -2,11 +2,12 @@
 
 One embedded PostgreSQL holds 1,000 conversations x 50 messages (plus their suggestions and
 500 uploaded PPV items, some already sent to each fan). Then `--messages` new fan messages
-go through `handlers.chat.handle` with the real Postgres ports (ChatStore, ContentOfferSource,
-MessageFanProfiles) and an instant drafter, so what is timed is vaultline's own work:
-storing the message and its pending suggestion, guardrails, the history window, the fan
-profile, the offer ranking, prompt construction, answer validation/review and the final
-transaction (processed_events + suggestion + reply.suggested in the outbox).
+go through `handlers.chat.handle` with the real Postgres ports (ChatStore, SalesOfferSource =
+issue 9's suggest-ppv ranking, SalesFanProfiles) and an instant drafter, so what is timed is
+vaultline's own work: storing the message and its pending suggestion, guardrails, the history
+window, the fan profile, the offer ranking, prompt construction, answer validation/review and
+the final statement (processed_events + suggestion + reply.suggested in the outbox). Each fan
+has a `fans` row (spend) and 5 sent PPV items in `sends`.
 
     .venv/bin/python bench/chat.py        # --conversations 1000 --history 50 --messages 2000
 
@@ -31,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vaultline.adapters.db import create_pool, migrate  # noqa: E402
-from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore  # noqa: E402
-from vaultline.adapters.embedded import EmbeddedPostgres  # noqa: E402
+from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles, SalesOfferSource  # noqa: E402
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from vaultline.domain.chat import ModelAnswer, ModelOffer, Persona  # noqa: E402
 from vaultline.events import MessageReceived, new_event  # noqa: E402
 from vaultline.handlers import chat  # noqa: E402
@@ -67,12 +68,17 @@ async def seed(pool, conversations: int, history: int, content: int) -> list[str
                   rng.randint(0, 50), "set", uuid.uuid4().hex * 2) for cid in content_ids],
     )  # fmt: skip
     fans = [f"fan{i:05d}" for i in range(conversations)]
-    records = []
+    records, sends, fan_rows = [], [], []
     for fan in fans:
         start = now - timedelta(days=30)
+        had = rng.sample(content_ids, 5)
+        fan_rows.append((CREATOR, "local", fan, rng.randint(0, 50_000)))
+        for cid in had:
+            sends.append((uuid.uuid4(), uuid.uuid4(), cid, CREATOR, "local", fan, f"m-{cid}", str(uuid.uuid4()), 999,
+                          "sent", start, start))  # fmt: skip
         for j in range(history):
             out = j % 2 == 1
-            sent = [rng.choice(content_ids)] if out and j % 10 == 1 else []
+            sent = [had[(j // 10) % len(had)]] if out and j % 10 == 1 else []
             records.append((CREATOR, fan, "out" if out else "in", rng.choice(LINES), "local", str(uuid.uuid4()),
                             sent, start + timedelta(minutes=10 * j), uuid.uuid4()))  # fmt: skip
     await pool.copy_records_to_table(
@@ -80,6 +86,14 @@ async def seed(pool, conversations: int, history: int, content: int) -> list[str
         columns=["creator", "fan_id", "direction", "text", "platform", "platform_message_uuid", "content_ids",
                  "sent_at", "event_id"],
         records=records,
+    )  # fmt: skip
+    await pool.copy_records_to_table("fans", columns=["creator", "platform", "fan_id", "lifetime_spend_cents"],
+                                     records=fan_rows)  # fmt: skip
+    await pool.copy_records_to_table(
+        "sends",
+        columns=["id", "attempt_id", "content_id", "creator", "platform", "fan_id", "media_uuid", "message_uuid",
+                 "price_cents", "status", "reserved_at", "sent_at"],
+        records=sends,
     )  # fmt: skip
     await pool.execute(
         """INSERT INTO suggestions (creator, fan_id, message_id, message_event_id, status, drafts)
@@ -114,9 +128,12 @@ async def main() -> None:
             fans = await seed(pool, args.conversations, args.history, args.content)
             seeded_s = time.perf_counter() - t0
             config = CreatorConfig(slug=CREATOR, persona=Persona(name="Bench"))
+            async def local(creator: str) -> str:
+                return "local"
+
             ports = chat.ChatPorts(
-                store=PostgresChatStore(pool), drafter=InstantDrafter(), offers=ContentOfferSource(pool),
-                profiles=MessageFanProfiles(pool), creator_config=lambda slug: config, default_model="m",
+                store=PostgresChatStore(pool), drafter=InstantDrafter(), offers=SalesOfferSource(pool, local),
+                profiles=SalesFanProfiles(pool, local), creator_config=lambda slug: config, default_model="m",
             )  # fmt: skip
             rng = random.Random(11)
             timings: list[float] = []

@@ -143,44 +143,64 @@ def creator_configs(settings: Settings, ttl: float = 30.0) -> Callable[[str], An
     return get
 
 
-def chat_ports(p: Ports, drafter: Any) -> Any:
-    """The chat handler's ports. None of them can send a message.
+def platform_names(platforms: Any) -> Callable[[str], Any]:
+    """creator -> the platform's name, for ports that must know where a fan is but must never
+    hold a platform (which could send)."""
 
-    SEAM (issue 9): swap ContentOfferSource / MessageFanProfiles for the sales engineer's
-    ranking and fan profile here."""
-    from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
+    async def name_of(creator: str) -> str:
+        return str((await platforms(creator)).name)
+
+    return name_of
+
+
+def chat_ports(p: Ports, drafter: Any) -> Any:
+    """The chat handler's ports. None of them can send a message: offers and profiles get a
+    platform *name* function, never the platform."""
+    from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles, SalesOfferSource
     from vaultline.handlers.chat import ChatPorts
 
     s = p.settings
+    configs = creator_configs(s)
+    name_of = platform_names(p.platforms)
     return ChatPorts(
-        store=PostgresChatStore(p.pool), drafter=drafter, offers=ContentOfferSource(p.pool),
-        profiles=MessageFanProfiles(p.pool), creator_config=creator_configs(s), default_model=s.ollama_model,
+        store=PostgresChatStore(p.pool), drafter=drafter,
+        offers=SalesOfferSource(p.pool, name_of, lambda c: configs(c).price_tiers()),
+        profiles=SalesFanProfiles(p.pool, name_of), creator_config=configs, default_model=s.ollama_model,
         history=s.chat_history,
     )  # fmt: skip
 
 
-def inbox_ports(settings: Settings, pool: asyncpg.Pool) -> Any:
-    """The inbox use cases' ports (CLI and admin app). SEAM (issue 9): MessageFanProfiles ->
-    the sales engineer's fan profiles (spend, last purchase, categories)."""
-    from vaultline.adapters.db.chat import MessageFanProfiles, PostgresChatStore
+def stored_platform_names(pool: asyncpg.Pool, data_dir: Any) -> Callable[[str], Any]:
+    """creator -> "fanvue" when Fanvue tokens are stored for it, else "local" (what
+    PlatformResolver picks), without building a client: for short-lived CLI commands."""
+    resolver = PlatformResolver(pool, data_dir)
+
+    async def name_of(creator: str) -> str:
+        return "fanvue" if await resolver.has_fanvue(creator) else "local"
+
+    return name_of
+
+
+def inbox_ports(settings: Settings, pool: asyncpg.Pool, platform_of: Callable[[str], Any]) -> Any:
+    """The inbox use cases' ports (CLI and admin app); the sender is separate (chat_sender).
+    `platform_of`: creator -> platform name (platform_names / stored_platform_names)."""
+    from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles
     from vaultline.handlers.inbox import InboxPorts
 
     async def content(cid: uuid.UUID) -> dict[str, Any] | None:
         row = await pool.fetchrow("SELECT * FROM content WHERE id = $1", cid)
         return dict(row) if row else None
 
-    return InboxPorts(store=PostgresChatStore(pool), profiles=MessageFanProfiles(pool),
+    return InboxPorts(store=PostgresChatStore(pool), profiles=SalesFanProfiles(pool, platform_of),
                       creator_config=creator_configs(settings), content=content)  # fmt: skip
 
 
-def chat_sender(settings: Settings, pool: asyncpg.Pool, platforms: Any) -> Any:
-    """The ONE ChatSender, given only to the inbox's approval action (handlers.inbox.send).
+def chat_sender(pool: asyncpg.Pool, platforms: Any) -> Any:
+    """The ONE ChatSender, given only to the inbox's approval action (handlers.inbox.send): an
+    offer goes through issue 9's send guard (handlers.sends.send)."""
+    from vaultline.adapters.chat_sender import GuardedChatSender
 
-    SEAM (issue 9): replace PlatformChatSender with the sales engineer's send use case (send
-    guard reservation in `sends`, platform send_message, media.sent); keep the signature."""
-    from vaultline.adapters.chat_sender import PlatformChatSender
-
-    return PlatformChatSender(pool, platforms, settings.data_dir)
+    return GuardedChatSender(pool, platforms)
 
 
 def _chat(p: Ports) -> RawHandler:

@@ -35,8 +35,9 @@ def _settings(data_dir: Path | None) -> Settings:
 
 def inbox_ports(s: Settings, pool: Any) -> Any:
     from vaultline.bootstrap import inbox_ports as build
+    from vaultline.bootstrap import stored_platform_names
 
-    return build(s, pool)
+    return build(s, pool, stored_platform_names(pool, s.data_dir))
 
 
 def _run(s: Settings, work: Any) -> Any:
@@ -136,7 +137,7 @@ def send_command(
     async def work(pool: Any) -> dict[str, Any]:
         platforms = PlatformResolver(pool, s.data_dir)
         try:
-            sender = chat_sender(s, pool, platforms)
+            sender = chat_sender(pool, platforms)
             return await inbox.send(inbox_ports(s, pool), sender, fan, draft=draft, edit=edit, approved_by=by,
                                     creator=creator, with_offer=not no_offer)  # fmt: skip
         finally:

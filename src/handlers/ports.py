@@ -89,14 +89,14 @@ class Drafter(Protocol):
 
 
 class OfferSource(Protocol):
-    """SEAM (issue 9): the sales engineer's `suggest-ppv` ranking replaces the interim adapter."""
+    """adapters.db.chat.SalesOfferSource: issue 9's `suggest-ppv` ranking."""
 
     async def eligible(self, creator: str, fan_id: str, *, limit: int = 5) -> list[OfferCandidate]:
         """Uploaded PPV content the fan has not received nor a near-copy of, best first."""
 
 
 class FanProfiles(Protocol):
-    """SEAM (issue 9): spend and purchases come from the fans/sales tables."""
+    """adapters.db.chat.SalesFanProfiles: spend and purchases from issue 9's fans/sends tables."""
 
     async def profile(self, creator: str, fan_id: str) -> FanProfile: ...
 
@@ -112,7 +112,8 @@ class SentChat:
 
 
 class ChatSender(Protocol):
-    """SEAM (issue 9): the send use case (reserve in `sends`, platform send_message, media.sent)."""
+    """adapters.chat_sender.GuardedChatSender: an offer goes through issue 9's send use case
+    (reserve in `sends`, platform send_message, media.sent)."""
 
     async def send(
         self, creator: str, fan_id: str, text: str, *, offer: PpvOffer | None, sent_by: str

@@ -16,7 +16,6 @@ from pathlib import Path
 from tests.e2e.test_run import RunningStack, cli, clean_env, leftovers, start, wait_runtime
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import connect, read_events
-from vaultline.adapters.chat_sender import LocalChatLog
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +38,12 @@ async def chat_stack(env: dict[str, str], data_dir: Path, log: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
     assert leftovers(data_dir) == []
+
+
+def platform_got(data_dir: Path, fan: str, creator: str = "elena") -> list[dict]:
+    """What the local platform received for `fan` (one JSON line per message)."""
+    path = data_dir / "local-platform" / creator / "messages" / f"{fan}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def show(fan: str, stack) -> dict:
@@ -87,11 +92,11 @@ async def test_simulate_pending_templates_ready_send_and_discard(tmp_path, pg_da
         assert sent.returncode == 0, sent.stderr
         res = json.loads(sent.stdout)
         assert res["edited"] is True and res["platform"] == "local"
-        [line] = LocalChatLog(stack.data_dir).read("elena")
-        assert line["text"] == "hey you \U0001f495 yes!" and line["fan_id"] == "fan1"
+        [line] = platform_got(stack.data_dir, "fan1")
+        assert line["text"] == "hey you \U0001f495 yes!" and line["uuid"] == res["message_uuid"]
         again = cli("inbox", "send", "fan1", "--draft", "1", "--data-dir", d, env=env)
         assert again.returncode == 1 and "already sent" in again.stderr
-        assert len(LocalChatLog(stack.data_dir).read("elena")) == 1
+        assert len(platform_got(stack.data_dir, "fan1")) == 1
 
         cli("chat", "simulate", "fan2", "--text", "can we meet up irl?", "--data-dir", d, env=env)
         flagged = await wait_until(lambda: (c := show("fan2", stack))["status"] == "flagged" and c, timeout=60)

@@ -12,11 +12,10 @@ import httpx
 import pytest
 
 from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_chat_cli import chat_stack
+from tests.e2e.test_chat_cli import chat_stack, platform_got
 from tests.e2e.test_run import cli, clean_env
 from tests.images import noise_image, png_bytes
 from tests.waiting import wait_until
-from vaultline.adapters.chat_sender import LocalChatLog
 
 pytestmark = [
     pytest.mark.e2e,
@@ -107,11 +106,11 @@ async def test_inbox_edit_a_draft_and_send_it_in_chromium(tmp_path, pg_data_dir,
                 finally:
                     await browser.close()
 
-            [line] = LocalChatLog(data_dir).read("elena")
-            assert line["text"] == EDITED and line["fan_id"] == "fan1"
-            assert line["media_uuids"] == ["media-42"] and line["price_cents"] == 1299
+            [line] = platform_got(data_dir, "fan1")
+            assert line["text"] == EDITED
+            assert line["mediaUuids"] == ["media-42"] and line["price"] == 1299
             again = await http.post("/api/inbox/fan1/send", json={"draft": 1})
             assert again.status_code == 409 and "already sent" in again.json()["error"]
-            assert len(LocalChatLog(data_dir).read("elena")) == 1
+            assert len(platform_got(data_dir, "fan1")) == 1
             listed = (await http.get("/api/inbox")).json()
             assert listed[0]["unanswered"] is False

@@ -4,20 +4,22 @@ the test Ollama over HTTP; the platform is the local one, recorded in a file).""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 
 import pytest
 
 from tests.fakes import FakeDrafter
-from vaultline.adapters.chat_sender import PlatformChatSender
-from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
+from vaultline.adapters.chat_sender import GuardedChatSender
+from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles, SalesOfferSource
+from vaultline.adapters.db.sends import PostgresSendStore
 from vaultline.adapters.platforms import LocalPlatform
 from vaultline.domain.chat import ModelAnswer, ModelAnswerInvalid, ModelOffer, ModelUnavailable, Persona
 from vaultline.domain.errors import Conflict, Invalid, NotFound
 from vaultline.domain.retry import TransientError
 from vaultline.events import FanRef, MessageReceived, new_event, parse_event, utcnow
-from vaultline.handlers import chat, inbox
+from vaultline.handlers import chat, inbox, sends
 from vaultline.settings import CreatorConfig
 
 CREATOR = "elena"
@@ -38,13 +40,21 @@ def received(fan: str, text: str, *, message_uuid: str | None = None, event_id: 
     )  # fmt: skip
 
 
-class Spend(MessageFanProfiles):
-    def __init__(self, pool, spend: dict[str, int]) -> None:
-        super().__init__(pool)
-        self._spend = spend
+async def local(creator: str) -> str:
+    return "local"
 
-    async def spend(self, creator, fan_ids):
-        return {f: self._spend[f] for f in fan_ids if f in self._spend}
+
+def offers(pool) -> SalesOfferSource:
+    return SalesOfferSource(pool, local)
+
+
+def profiles(pool) -> SalesFanProfiles:
+    return SalesFanProfiles(pool, local)
+
+
+async def spent(pool, fan: str, cents: int) -> None:
+    await pool.execute("INSERT INTO fans (creator, platform, fan_id, lifetime_spend_cents) VALUES ($1, 'local', $2, $3)",
+                       CREATOR, fan, cents)  # fmt: skip
 
 
 @pytest.fixture
@@ -53,8 +63,8 @@ def store(pool):
 
 
 def ports(pool, store, drafter, **kw) -> chat.ChatPorts:
-    return chat.ChatPorts(store=store, drafter=drafter, offers=ContentOfferSource(pool),
-                          profiles=MessageFanProfiles(pool), creator_config=config, default_model="llama3.2", **kw)  # fmt: skip
+    return chat.ChatPorts(store=store, drafter=drafter, offers=offers(pool), profiles=profiles(pool),
+                          creator_config=config, default_model="llama3.2", **kw)  # fmt: skip
 
 
 async def outbox(pool, type_: str | None = None):
@@ -195,15 +205,22 @@ async def test_handler_against_the_test_ollama(pool, store, ollama_server):
 
 
 class RecordingSender:
-    """Counts platform sends through the real PlatformChatSender on the local platform."""
+    """Counts sends through the real GuardedChatSender to the local platform, which records
+    every message it gets in `messages_dir/<fan>.jsonl` (read with `got(fan)`)."""
 
     def __init__(self, pool, tmp_path) -> None:
-        async def local(creator):
-            return LocalPlatform()
+        self.platform = LocalPlatform(tmp_path / "messages")
 
-        self.inner = PlatformChatSender(pool, local, tmp_path)
+        async def platforms(creator):
+            return self.platform
+
+        self.inner = GuardedChatSender(pool, platforms)
         self.calls: list[tuple] = []
         self.fail: Exception | None = None
+
+    def got(self, fan: str) -> list[dict]:
+        path = self.platform.messages_dir / f"{fan}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     async def send(self, creator, fan_id, text, *, offer, sent_by):
         self.calls.append((creator, fan_id, text, offer, sent_by))
@@ -212,19 +229,21 @@ class RecordingSender:
         return await self.inner.send(creator, fan_id, text, offer=offer, sent_by=sent_by)
 
 
-def inbox_ports(pool, store, spend=None) -> inbox.InboxPorts:
+def inbox_ports(pool, store) -> inbox.InboxPorts:
     async def content(cid):
         row = await pool.fetchrow("SELECT * FROM content WHERE id = $1", cid)
         return dict(row) if row else None
 
-    return inbox.InboxPorts(store=store, profiles=Spend(pool, spend or {}), creator_config=config, content=content)
+    return inbox.InboxPorts(store=store, profiles=profiles(pool), creator_config=config, content=content)
 
 
 async def test_list_unanswered_first_then_by_spend(pool, store, tmp_path):
     p = ports(pool, store, FakeDrafter())
     for fan in ("low", "high", "done"):
         await chat.handle(received(fan, "hi"), ports=p)
-    ip = inbox_ports(pool, store, {"low": 100, "high": 9000, "done": 50000})
+    for fan, cents in {"low": 100, "high": 9000, "done": 50000}.items():
+        await spent(pool, fan, cents)
+    ip = inbox_ports(pool, store)
     await inbox.send(ip, RecordingSender(pool, tmp_path), "done", draft=1, approved_by="t")
     rows = await inbox.list_conversations(ip)
     assert [(r["fan_id"], r["unanswered"]) for r in rows] == [("high", True), ("low", True), ("done", False)]
@@ -271,18 +290,20 @@ async def test_send_edited_draft_exactly_once_with_the_offer(pool, store, tmp_pa
     assert res["edited"] and res["text"] == "b, but better" and res["reply_seconds"] >= 180
     [call] = sender.calls
     assert call[2] == "b, but better" and call[3].content_id == cid
-    [line] = sender.inner.local.read(CREATOR)
-    assert line["text"] == "b, but better" and line["media_uuids"] == ["media-77"] and line["price_cents"] == 1299
+    [line] = sender.got("fan1")
+    assert line["text"] == "b, but better" and line["mediaUuids"] == ["media-77"] and line["price"] == 1299
     [ev] = await outbox(pool, "message.sent")
     assert (ev.payload.draft, ev.payload.edited, ev.payload.approved_by) == (2, True, "op")
-    assert ev.payload.offer.content_id == cid and ev.payload.message_uuid == line["message_uuid"]
+    assert ev.payload.offer.content_id == cid and ev.payload.message_uuid == line["uuid"]
+    [media_sent] = await outbox(pool, "media.sent")  # the send guard recorded the content once
+    assert media_sent.payload.content_id == cid and media_sent.payload.message_uuid == line["uuid"]
     with pytest.raises(Conflict):
         await inbox.send(ip, sender, "fan1", draft=1, approved_by="op")
     assert len(sender.calls) == 1
     shown = await inbox.show(ip, "fan1")
     assert shown["status"] == "sent" and shown["reply_seconds"]["count"] == 1
     assert str(cid) in shown["received"]  # the fan now has it: never offered again
-    assert cid not in {c.content_id for c in await ContentOfferSource(pool).eligible(CREATOR, "fan1")}
+    assert cid not in {c.content_id for c in await offers(pool).eligible(CREATOR, "fan1")}
 
 
 async def test_unedited_draft_is_not_marked_edited(pool, store, tmp_path):
@@ -295,16 +316,18 @@ async def test_guard_refusal_sends_nothing_and_keeps_the_drafts(pool, store, tmp
     cid = await add_ppv(pool)
     drafter = FakeDrafter(ModelAnswer(drafts=["a"], offer=ModelOffer(content_id=cid, price_cents=1299)))
     await chat.handle(received("fan1", "hi"), ports=ports(pool, store, drafter))
-    await pool.execute("UPDATE content SET status = 'archived' WHERE id = $1", cid)  # no longer eligible
     ip = inbox_ports(pool, store)
     sender = RecordingSender(pool, tmp_path)
-    with pytest.raises(Conflict, match="cannot be offered"):
+    # Meanwhile someone sends that content to fan1 with `vaultline send`: the guard must refuse the offer.
+    await sends.send(sends.SendRequest(creator=CREATOR, fan_id="fan1", content_ids=(cid,), price_cents=999),
+                     store=PostgresSendStore(pool), platform=sender.platform)  # fmt: skip
+    with pytest.raises(Conflict):
         await inbox.send(ip, sender, "fan1", draft=1, approved_by="op")
-    assert sender.inner.local.read(CREATOR) == []
+    assert len(sender.got("fan1")) == 1  # only the `vaultline send` message
     assert (await inbox.show(ip, "fan1"))["status"] == "ready"
     assert await outbox(pool, "message.sent") == []
     res = await inbox.send(ip, sender, "fan1", draft=1, approved_by="op", with_offer=False)
-    assert res["offer"] is None
+    assert res["offer"] is None and len(sender.got("fan1")) == 2
 
 
 async def test_guardrails_refuse_an_edit_with_contact_details(pool, store, tmp_path):
@@ -336,7 +359,7 @@ async def test_platform_failure_releases_the_claim(pool, store, tmp_path):
     assert (await inbox.show(ip, "fan1"))["status"] == "ready"
     sender.fail = None
     await inbox.send(ip, sender, "fan1", draft=1, approved_by="op")
-    assert len(sender.inner.local.read(CREATOR)) == 1
+    assert len(sender.got("fan1")) == 1
 
 
 async def test_discard_records_and_sends_nothing(pool, store, tmp_path):
@@ -363,21 +386,20 @@ async def test_answering_supersedes_older_suggestions_of_the_conversation(pool, 
     assert reply >= 120  # from the oldest unanswered message
 
 
-async def test_offers_exclude_what_the_fan_has_and_near_copies_ranked_by_sales(pool, store, tmp_path):
+async def test_offers_exclude_what_the_fan_has_and_near_copies(pool, store, tmp_path):
     had = await add_ppv(pool, phash="f0f0f0f0f0f0f0f0", media="m-had")
-    near = await add_ppv(pool, phash="f0f0f0f0f0f0f0f3", purchased=99)  # 2 bits from `had`
-    best = await add_ppv(pool, phash="0f0f0f0f0f0f0f0f", purchased=10)
-    other = await add_ppv(pool, phash="00000000ffffffff", purchased=1)
-    await add_ppv(pool, price=0, phash="1234123412341234")  # no price: never offered
-    offers = ContentOfferSource(pool)
-    assert [c.content_id for c in await offers.eligible(CREATOR, "fan1")] == [near, best, other, had]
+    near = await add_ppv(pool, phash="f0f0f0f0f0f0f0f3")  # 2 bits from `had`
+    far = await add_ppv(pool, phash="0f0f0f0f0f0f0f0f")
+    await pool.execute("INSERT INTO content (id, creator, status, vault, price_cents, phash, sha256) "
+                       "VALUES ($1, $2, 'approved', 'ppv', 999, '1234123412341234', $3)", uuid.uuid4(), CREATOR, "b" * 64)
+    assert {c.content_id for c in await offers(pool).eligible(CREATOR, "fan1")} == {had, near, far}  # not uploaded: never
     await chat.handle(received("fan1", "hi"), ports=ports(pool, store, FakeDrafter(
         ModelAnswer(drafts=["a"], offer=ModelOffer(content_id=had, price_cents=1299))
     )))  # fmt: skip
     await inbox.send(inbox_ports(pool, store), RecordingSender(pool, tmp_path), "fan1", draft=1, approved_by="op")
-    assert [c.content_id for c in await offers.eligible(CREATOR, "fan1")] == [best, other]
-    assert [c.content_id for c in await offers.eligible(CREATOR, "fan2")] == [near, best, other, had]
-    assert (await MessageFanProfiles(pool).profile(CREATOR, "fan1")).received == (had,)
+    assert {c.content_id for c in await offers(pool).eligible(CREATOR, "fan1")} == {far}
+    assert {c.content_id for c in await offers(pool).eligible(CREATOR, "fan2")} == {had, near, far}
+    assert (await profiles(pool).profile(CREATOR, "fan1")).received == (had,)
 
 
 async def test_heartbeats_while_the_model_writes(pool, store):

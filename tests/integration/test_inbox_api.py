@@ -3,13 +3,14 @@ can cause, the generated OpenAPI, and that sending needs the token."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.fakes import FakeDrafter
-from tests.integration.test_chat import config, received
+from tests.integration.test_chat import config, offers, profiles, received
 from tests.integration.test_review_api import AUTH, serving
-from vaultline.adapters.chat_sender import LocalChatLog
-from vaultline.adapters.db.chat import ContentOfferSource, MessageFanProfiles, PostgresChatStore
+from vaultline.adapters.db.chat import PostgresChatStore
 from vaultline.domain.chat import ModelAnswer
 from vaultline.handlers import chat
 
@@ -20,7 +21,7 @@ async def test_inbox_api(settings):
     async with serving(settings) as api:
         pool = api.rt.pool
         ports = chat.ChatPorts(store=PostgresChatStore(pool), drafter=FakeDrafter(ModelAnswer(drafts=["one", "two"])),
-                               offers=ContentOfferSource(pool), profiles=MessageFanProfiles(pool),
+                               offers=offers(pool), profiles=profiles(pool),
                                creator_config=config, default_model="m")  # fmt: skip
         await chat.handle(received("fan1", "hi"), ports=ports)
         http = api.http
@@ -45,8 +46,9 @@ async def test_inbox_api(settings):
         assert r.status_code == 200, r.text
         assert r.json()["text"] == "two" and r.json()["edited"] is False and r.json()["approved_by"] == "admin"
         assert r.json()["platform"] == "local"  # no Fanvue tokens: the local platform recorded it
-        [line] = LocalChatLog(settings.data_dir).read("elena")
-        assert line["text"] == "two"
+        path = settings.data_dir / "local-platform" / "elena" / "messages" / "fan1.jsonl"
+        [line] = [json.loads(x) for x in path.read_text().splitlines()]
+        assert line["text"] == "two" and line["uuid"] == r.json()["message_uuid"]
         r = await http.post("/api/inbox/fan1/send", json={"draft": 1}, headers=AUTH)
         assert r.status_code == 409
         r = await http.post("/api/inbox/fan1/discard", headers=AUTH)
@@ -56,6 +58,6 @@ async def test_inbox_api(settings):
         assert {"/api/inbox", "/api/inbox/{fan_id}", "/api/inbox/{fan_id}/send", "/api/inbox/{fan_id}/discard"} <= set(
             doc["paths"]
         )
-        assert "SendIn" in doc["components"]["schemas"]
+        assert "ReplyIn" in doc["components"]["schemas"]
         page = await http.get("/inbox", headers=AUTH | {"Accept": "text/html"})
         assert page.status_code == 200 and "inbox.js" in page.text

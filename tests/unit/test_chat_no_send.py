@@ -16,7 +16,7 @@ def test_chat_handler_ports_cannot_send():
     names = {f.name for f in dataclasses.fields(ChatPorts)}
     assert names == {"store", "drafter", "offers", "profiles", "creator_config", "default_model", "history"}
     text = (SRC / "handlers" / "chat.py").read_text()
-    for forbidden in ("ChatSender", "chat_sender", "send_message", "PlatformChatSender", "platforms"):
+    for forbidden in ("ChatSender", "chat_sender", "send_message", "GuardedChatSender", "platforms"):
         assert forbidden not in text, forbidden
 
 
@@ -24,7 +24,7 @@ def test_only_the_approval_actions_build_a_sender():
     callers = sorted(
         str(p.relative_to(SRC))
         for p in SRC.rglob("*.py")
-        if re.search(r"\bchat_sender\(|PlatformChatSender\(", p.read_text()) and p.name != "chat_sender.py"
+        if re.search(r"\bchat_sender\(|GuardedChatSender\(", p.read_text()) and p.name != "chat_sender.py"
     )
     # bootstrap defines chat_sender(); the CLI command and the HTTP route call it.
     assert callers == ["bootstrap.py", "entrypoints/chat_cli.py", "entrypoints/routes/inbox.py"]

@@ -1,19 +1,17 @@
-"""Fan chat on PostgreSQL: the ChatStore (messages + suggestions, migration 0007) and the
-interim OfferSource / FanProfiles read from the tables that exist before issue 9 lands.
-
-SEAM (issue 9): `ContentOfferSource` and `MessageFanProfiles` are stand-ins. At merge, the
-lead wires the sales engineer's ranking (`suggest-ppv`: uploaded PPV content the fan has not
-received nor a near-copy of, from `sends`) and fan profile (spend, last purchase, categories
-from `fans`/`sales`) into bootstrap's `_chat_ports` instead."""
+"""Fan chat on PostgreSQL: the ChatStore (messages + suggestions, migration 0007), and the
+OfferSource / FanProfiles the chat handler and the inbox read through, built on issue 9's
+`suggest-ppv` ranking and its fans/sends tables. None of these can send anything."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from vaultline.adapters.db.sales import PostgresSendReads
 from vaultline.domain.chat import (
     OPEN_STATUSES,
     ChatLine,
@@ -24,10 +22,9 @@ from vaultline.domain.chat import (
     OutgoingMessage,
     Suggestion,
 )
+from vaultline.domain.sends import PriceTier
 from vaultline.events import Envelope, MessageReceived
 
-# Perceptual-hash distance under which two images count as near-copies (same as ingest's).
-NEAR_COPY_DISTANCE = 6
 
 
 def _suggestion(row: asyncpg.Record | dict[str, Any]) -> Suggestion:
@@ -265,65 +262,76 @@ class PostgresChatStore:
         return {r["c"] for r in rows}
 
 
-# --------------------------------------------------------------------------- interim seams (issue 9)
+# --------------------------------------------------------------------------- issue 9: offers and fan profiles
+
+PlatformOf = Callable[[str], Awaitable[str]]  # creator -> platform name ("fanvue" | "local"); cannot send
 
 
-class ContentOfferSource:
-    """SEAM (issue 9): interim OfferSource from `content` + outgoing `messages`. Eligible =
-    uploaded PPV content of the creator that the fan was not sent in chat, nor a near-copy of
-    (perceptual hash within NEAR_COPY_DISTANCE). Ranked by purchases, revenue, then newest."""
+class SalesOfferSource:
+    """OfferSource on issue 9's `suggest-ppv` ranking (handlers.sends.suggest_ppv): uploaded PPV
+    content the fan has not received nor a near-copy of, best first, priced by spend tier."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, platform_of: PlatformOf,
+                 tiers_of: Callable[[str], Sequence[PriceTier]] | None = None) -> None:  # fmt: skip
         self._pool = pool
+        self._platform_of = platform_of
+        self._tiers_of = tiers_of
 
     async def eligible(self, creator: str, fan_id: str, *, limit: int = 5) -> list[OfferCandidate]:
-        rows = await self._pool.fetch(
-            """WITH had AS (
-                   SELECT c.id, CASE WHEN length(c.phash) = 16 THEN ('x' || c.phash)::bit(64) END AS bits
-                   FROM content c
-                   WHERE c.id IN (SELECT unnest(content_ids) FROM messages
-                                  WHERE creator = $1 AND fan_id = $2 AND direction = 'out')),
-               cand AS (
-                   SELECT c.id, c.price_cents, c.category, c.description, c.tags, c.fanvue_media_uuid,
-                          c.times_purchased, c.revenue_cents, c.uploaded_at,
-                          CASE WHEN length(c.phash) = 16 THEN ('x' || c.phash)::bit(64) END AS bits
-                   FROM content c
-                   WHERE c.creator = $1 AND c.vault = 'ppv' AND c.status = 'uploaded'
-                     AND c.price_cents IS NOT NULL AND c.price_cents > 0
-                     AND c.id NOT IN (SELECT id FROM had))
-               SELECT c.id, c.price_cents, c.category, c.description, c.tags,
-                      COALESCE(c.fanvue_media_uuid, '') AS media_uuid
-               FROM cand c
-               WHERE NOT EXISTS (SELECT 1 FROM had h WHERE bit_count(h.bits # c.bits) <= $3)
-               ORDER BY c.times_purchased DESC, c.revenue_cents DESC, c.uploaded_at DESC NULLS LAST, c.id
-               LIMIT $4""",
-            creator, fan_id, NEAR_COPY_DISTANCE, limit,
-        )  # fmt: skip
-        return [
-            OfferCandidate(content_id=r["id"], price_cents=r["price_cents"], category=r["category"],
-                           description=r["description"], tags=tuple(r["tags"] or ()), media_uuid=r["media_uuid"] or None)
-            for r in rows
-        ]  # fmt: skip
+        from vaultline.handlers.sends import suggest_ppv
+
+        kw = {"tiers": self._tiers_of(creator)} if self._tiers_of else {}
+        found = await suggest_ppv(PostgresSendReads(self._pool), creator=creator, platform=await self._platform_of(creator),
+                                  fan_id=fan_id, limit=limit, **kw)  # fmt: skip
+        if not found:
+            return []
+        rows = {r["id"]: r for r in await self._pool.fetch(
+            "SELECT id, category, description, tags, fanvue_media_uuid FROM content WHERE id = ANY($1::uuid[])",
+            [f.content_id for f in found],
+        )}  # fmt: skip
+        out = []
+        for f in found:
+            r = rows.get(f.content_id)
+            if r is not None:
+                out.append(OfferCandidate(content_id=f.content_id, price_cents=f.price_cents, category=r["category"],
+                                          description=r["description"], tags=tuple(r["tags"] or ()),
+                                          media_uuid=r["fanvue_media_uuid"]))  # fmt: skip
+        return out
 
 
-class MessageFanProfiles:
-    """SEAM (issue 9): interim FanProfiles. What the fan received comes from outgoing chat
-    messages; spend, last purchase and categories bought need the sales tables (0 / none
-    until wired)."""
+class SalesFanProfiles:
+    """FanProfiles on issue 9's tables: spend and last purchase from `fans`, what the fan has from
+    `sends` (sent, not failed), categories bought from purchased sends."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, platform_of: PlatformOf) -> None:
         self._pool = pool
+        self._platform_of = platform_of
 
     async def profile(self, creator: str, fan_id: str) -> FanProfile:
+        platform = await self._platform_of(creator)
         row = await self._pool.fetchrow(
-            """SELECT (SELECT array_agg(DISTINCT c ORDER BY c) FROM messages m, unnest(m.content_ids) AS c
-                       WHERE m.creator = $1 AND m.fan_id = $2 AND m.direction = 'out') AS received,
-                      (SELECT fan_name FROM messages WHERE creator = $1 AND fan_id = $2 AND fan_name IS NOT NULL
-                       ORDER BY sent_at DESC, id DESC LIMIT 1) AS name""",
-            creator, fan_id,
+            """SELECT f.lifetime_spend_cents, f.last_purchase_at, COALESCE(f.display_name, f.handle) AS fan_name,
+                      (SELECT array_agg(DISTINCT s.content_id) FROM sends s
+                       WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.status = 'sent') AS received,
+                      (SELECT array_agg(DISTINCT c.category) FROM sends s JOIN content c ON c.id = s.content_id
+                       WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.purchased_at IS NOT NULL
+                         AND c.category IS NOT NULL) AS categories,
+                      (SELECT fan_name FROM messages WHERE creator = $1 AND fan_id = $3 AND fan_name IS NOT NULL
+                       ORDER BY sent_at DESC, id DESC LIMIT 1) AS chat_name
+               FROM (SELECT 1) one
+               LEFT JOIN fans f ON f.creator = $1 AND f.platform = $2 AND f.fan_id = $3""",
+            creator, platform, fan_id,
         )  # fmt: skip
-        return FanProfile(fan_id=fan_id, display_name=row["name"], received=tuple(row["received"] or ()))
+        return FanProfile(
+            fan_id=fan_id, display_name=row["fan_name"] or row["chat_name"], spend_cents=int(row["lifetime_spend_cents"] or 0),
+            last_purchase_at=row["last_purchase_at"], categories_bought=tuple(sorted(row["categories"] or ())),
+            received=tuple(sorted(row["received"] or ())),
+        )  # fmt: skip
 
     async def spend(self, creator: str, fan_ids: list[str]) -> dict[str, int]:
-        return {}
-
+        rows = await self._pool.fetch(
+            """SELECT fan_id, sum(lifetime_spend_cents) AS spend FROM fans
+               WHERE creator = $1 AND fan_id = ANY($2::text[]) GROUP BY fan_id""",
+            creator, fan_ids,
+        )  # fmt: skip
+        return {r["fan_id"]: int(r["spend"] or 0) for r in rows}

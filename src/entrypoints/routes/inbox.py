@@ -13,12 +13,17 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from vaultline.bootstrap import chat_sender, inbox_ports
+from vaultline.bootstrap import chat_sender, platform_names
+from vaultline.bootstrap import inbox_ports as build_inbox_ports
 from vaultline.entrypoints.admin import Services, services
 from vaultline.entrypoints.pages import page
 from vaultline.handlers import inbox
 
 router = APIRouter(tags=["inbox"])
+
+
+def inbox_ports(svc: Services) -> inbox.InboxPorts:
+    return build_inbox_ports(svc.settings, svc.pool, platform_names(svc.platforms))
 APPROVER = "admin"  # one shared admin token: the API cannot tell people apart
 
 ERRORS = {400: {"description": "invalid request"}, 404: {"description": "no such conversation"},
@@ -54,7 +59,7 @@ class DraftOut(_Out):
     text: str
 
 
-class OfferOut(_Out):
+class InboxOfferOut(_Out):
     content_id: uuid.UUID
     price_cents: int
     category: str | None = None
@@ -86,14 +91,14 @@ class ConversationDetailOut(_Out):
     flags: list[str]
     drafts: list[DraftOut]
     drafts_are_templates: bool
-    offer: OfferOut | None
+    offer: InboxOfferOut | None
     model: str | None
     attempts: int
     waiting_since: datetime | None
     reply_seconds: ReplyTimesOut
 
 
-class SendIn(BaseModel):
+class ReplyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     draft: int | None = Field(default=None, ge=1, description="Draft number (1-based); omit to send typed text")
     text: str | None = Field(default=None, max_length=inbox.MAX_TEXT, description="The edited or typed reply")
@@ -101,7 +106,7 @@ class SendIn(BaseModel):
     creator: str | None = None
 
 
-class SentOut(_Out):
+class ReplySentOut(_Out):
     creator: str
     fan_id: str
     platform: str
@@ -129,23 +134,23 @@ class DiscardedOut(_Out):
 
 @router.get("/api/inbox", response_model=list[ConversationOut], summary="Conversations: unanswered first, then by spend")
 async def list_conversations(svc: Annotated[Services, Depends(services)], creator: CreatorQ = None) -> list[dict]:
-    return await inbox.list_conversations(inbox_ports(svc.settings, svc.pool), creator)
+    return await inbox.list_conversations(inbox_ports(svc), creator)
 
 
 @router.get("/api/inbox/{fan_id}", response_model=ConversationDetailOut, responses=ERRORS,
             summary="One conversation: history, spend, drafts (numbered from 1), offer, flags")  # fmt: skip
 async def show(fan_id: str, svc: Annotated[Services, Depends(services)], creator: CreatorQ = None) -> dict:
-    got = await inbox.show(inbox_ports(svc.settings, svc.pool), fan_id, creator)
+    got = await inbox.show(inbox_ports(svc), fan_id, creator)
     if got["offer"]:
         got["offer"]["thumb"] = f"/api/content/{got['offer']['content_id']}/image?variant=thumb"
     return got
 
 
-@router.post("/api/inbox/{fan_id}/send", response_model=SentOut, responses=ERRORS,
+@router.post("/api/inbox/{fan_id}/send", response_model=ReplySentOut, responses=ERRORS,
              summary="Approve draft N (edited or not) or typed text: sends it to the fan")  # fmt: skip
-async def send(fan_id: str, body: SendIn, svc: Annotated[Services, Depends(services)]) -> dict:
+async def send(fan_id: str, body: ReplyIn, svc: Annotated[Services, Depends(services)]) -> dict:
     return await inbox.send(
-        inbox_ports(svc.settings, svc.pool), chat_sender(svc.settings, svc.pool, svc.platforms), fan_id,
+        inbox_ports(svc), chat_sender(svc.pool, svc.platforms), fan_id,
         draft=body.draft, edit=body.text, approved_by=APPROVER, creator=body.creator, with_offer=body.with_offer,
     )  # fmt: skip
 
@@ -153,7 +158,7 @@ async def send(fan_id: str, body: SendIn, svc: Annotated[Services, Depends(servi
 @router.post("/api/inbox/{fan_id}/discard", response_model=DiscardedOut, responses=ERRORS,
              summary="Discard the drafts: nothing is sent, the decision is recorded")  # fmt: skip
 async def discard(fan_id: str, svc: Annotated[Services, Depends(services)], body: DiscardIn | None = None) -> dict:
-    return await inbox.discard(inbox_ports(svc.settings, svc.pool), fan_id, by=APPROVER,
+    return await inbox.discard(inbox_ports(svc), fan_id, by=APPROVER,
                                creator=body.creator if body else None)  # fmt: skip
 
 
