@@ -107,6 +107,18 @@ def _upload(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _analytics(p: Ports) -> RawHandler:
+    from vaultline.adapters.db.analytics import PostgresAnalyticsStore
+    from vaultline.handlers import analytics
+
+    store = PostgresAnalyticsStore(p.pool)
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await analytics.handle(event, store=store, stream_seq=d.stream_seq)
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -122,6 +134,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "crop": _crop,
     "library": _library,
     "upload": _upload,
+    "analytics": _analytics,
     "dlq": _dlq,
 }
 

@@ -58,6 +58,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="uploads approved images into the platform's vault folders",
         ),
         ConsumerSpec(
+            "analytics",
+            ("image.>", "media.>", "message.>", "reply.>", "sale.>", "fan.>"),
+            description="daily aggregates per creator: funnel, offers, sales, conversion, replies, top content/fans",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,
