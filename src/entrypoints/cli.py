@@ -338,11 +338,14 @@ def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
+    from vaultline.entrypoints.stats_cli import report_command, stats_command
 
     app.command("crop")(crop_command)
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    app.command("stats")(stats_command)
+    app.command("report")(report_command)
 
 
 _register_subcommands()
