@@ -16,6 +16,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from vaultline.adapters import metrics
 from vaultline.adapters.bus.broker import (
     MSG_ID,
     Delivery,
@@ -114,7 +115,8 @@ def _analytics(p: Ports) -> RawHandler:
     store = PostgresAnalyticsStore(p.pool)
 
     async def run(event: Envelope, d: Delivery) -> None:
-        await analytics.handle(event, store=store, stream_seq=d.stream_seq)
+        if await analytics.handle(event, store=store, stream_seq=d.stream_seq):
+            metrics.observe_event(event)  # business counters, once per event
 
     return event_handler(run)
 

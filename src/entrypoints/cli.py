@@ -52,12 +52,20 @@ def run(
 def worker(
     name: str = typer.Argument(..., help="Handler to run: tracker, crop, dlq, ... or `relay` for the outbox relay."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Messages processed at once."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, help="Port of this worker's /metrics (env VAULTLINE_METRICS_PORT, 9464)."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Run one handler against external NATS/PostgreSQL (scale out: start more on the same name)."""
     from vaultline.bootstrap import HANDLERS, Runtime
+    from vaultline.entrypoints.admin import load_or_create_token
+    from vaultline.entrypoints.metrics_http import MetricsServer, runtime_refresh
+    from vaultline.entrypoints.stack import _port_free
 
     s = connected(data_dir, need_db=True)
+    if metrics_port is not None:
+        s = s.model_copy(update={"metrics_port": metrics_port})
     _logging(s, False)
     if name != "relay" and name not in HANDLERS:
         err.print(f"[red]unknown worker {name!r}[/red]; known: relay, {', '.join(sorted(HANDLERS))}")
@@ -68,12 +76,22 @@ def worker(
 
         rt = Runtime(s, [] if name == "relay" else [name], concurrency=concurrency, relay=name == "relay")
         await rt.start()
+        port = s.metrics_port if s.metrics_port == 0 or _port_free(s.metrics_host, s.metrics_port) else 0
+        token = None if s.metrics_public else load_or_create_token(s.data_dir, s.admin_token)
+        server = MetricsServer(host=s.metrics_host, port=port, token=token, public=s.metrics_public,
+                               refresh=runtime_refresh(rt))  # fmt: skip
+        serving = rt.add_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():
+            serving.result()  # the bind error
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        err.print(f"worker {name} running (concurrency {concurrency}); Ctrl-C to stop")
+        err.print(f"worker {name} running (concurrency {concurrency}); metrics on {server.url}/metrics; Ctrl-C to stop")
         await stop.wait()
+        await server.stop()
         await rt.stop()
 
     asyncio.run(main())
@@ -85,6 +103,7 @@ def admin(data_dir: Path = DataDir) -> None:
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
     from vaultline.bootstrap import Runtime, admin_routes
     from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+    from vaultline.entrypoints.metrics_http import with_metrics
 
     s = connected(data_dir, need_db=True)
     _logging(s, False)
@@ -93,8 +112,10 @@ def admin(data_dir: Path = DataDir) -> None:
         import signal
 
         async with Runtime(s, [], relay=False) as rt:
-            ctx = AdminContext(token=load_or_create_token(s.data_dir, s.admin_token), pool=rt.pool)
-            server = AdminServer(create_app(ctx, admin_routes(ctx, rt)), host=s.admin_host, port=s.admin_port)
+            token = load_or_create_token(s.data_dir, s.admin_token)
+            ctx = AdminContext(token=token, pool=rt.pool)
+            app = with_metrics(create_app(ctx, admin_routes(ctx, rt)), s, token, rt)
+            server = AdminServer(app, host=s.admin_host, port=s.admin_port)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))

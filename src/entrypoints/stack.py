@@ -19,6 +19,7 @@ from vaultline.adapters.db import migrate
 from vaultline.adapters.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_json
 from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks
 from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+from vaultline.entrypoints.metrics_http import with_metrics
 from vaultline.settings import Settings
 
 log = structlog.get_logger("vaultline.stack")
@@ -80,7 +81,8 @@ class Stack:
         port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
         if port != s.admin_port:
             log.warning("admin port taken; using a free one", wanted=s.admin_port)
-        self.admin = AdminServer(create_app(ctx, routes), host=s.admin_host, port=port)
+        app = with_metrics(create_app(ctx, routes), s, token, self.runtime)
+        self.admin = AdminServer(app, host=s.admin_host, port=port)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():

@@ -117,14 +117,14 @@ class AnalyticsStore(Protocol):
 
 
 async def handle(event: Envelope, *, store: AnalyticsStore, stream_seq: int | None = None) -> bool:
-    """Returns False when the event was already counted (a duplicate delivery or a replay)."""
+    """Returns False when the event counted nothing new: already processed (a redelivery or a
+    replay), or the same send or sale reported again under another event id."""
     async with store.transaction() as tx:
         if not await tx.first_time(NAME, event.event_id, stream_seq):
             return False
         apply = _APPLY.get(event.type)
-        if apply is not None:
-            await apply(event, tx)
-    return True
+        counted = await apply(event, tx) if apply is not None else None
+    return counted is not False
 
 
 # --------------------------------------------------------------------------- per event type
@@ -169,11 +169,11 @@ async def _upload_failed(e: Envelope, tx: AnalyticsTx) -> None:
     await tx.bump(e.creator, a.day_of(e.occurred_at), _one(a.UPLOAD_FAILED))
 
 
-async def _sent(e: Envelope, tx: AnalyticsTx) -> None:
+async def _sent(e: Envelope, tx: AnalyticsTx) -> bool | None:
     p: MediaSent = e.payload
     day = a.day_of(e.occurred_at)
     if not await tx.add_send(e.creator, p.message_uuid, p.content_id, p.fan_id, day):
-        return  # the same send reported twice under another event id
+        return False  # the same send reported twice under another event id
     counts: Counts = {(a.SENDS, ""): 1}
     await tx.bump_content(e.creator, day, p.content_id, sends=1)
     if await tx.first_milestone(e.creator, p.content_id, "sent", day):
@@ -203,12 +203,12 @@ async def _sent(e: Envelope, tx: AnalyticsTx) -> None:
         await tx.bump(e.creator, day, counts)
 
 
-async def _sale(e: Envelope, tx: AnalyticsTx) -> None:
+async def _sale(e: Envelope, tx: AnalyticsTx) -> bool | None:
     p: SaleRecorded = e.payload
     day = a.day_of(p.sold_at)
     message_uuid = p.message_uuid or p.route_uuid
     if not await tx.add_sale(e.creator, p, e.event_id, day, message_uuid=message_uuid):
-        return  # the same sale from another source (webhook and sync)
+        return False  # the same sale from another source (webhook and sync)
     await tx.bump(e.creator, day, {(a.SALES, p.kind): 1, (a.REVENUE_KIND, p.kind): p.gross_cents})
     if p.fan_id:
         await tx.remember_fan(e.creator, p.fan_id, p.fan.handle, p.fan.display_name)
