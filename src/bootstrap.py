@@ -366,19 +366,3 @@ def background_tasks(runtime: Runtime) -> list[Any]:
         s = runtime.settings
         tasks.append(watch_review_folders(runtime.ports.uow, s, s.library_root, runtime.stop_event))
     return tasks
-
-
-def admin_routes(ctx: Any, runtime: Runtime) -> list[Any]:
-    """Admin HTTP routes beyond /health and /ready: the ingest hook, the review API, the page."""
-    from vaultline.entrypoints.admin_ingest import ingest_routes
-    from vaultline.entrypoints.admin_review import review_routes
-    from vaultline.entrypoints.review_page import page_routes
-
-    assert runtime.ports is not None
-    return [
-        *ingest_routes(Ingestor(runtime.ports), runtime.settings),
-        *review_routes(ctx, runtime),
-        *page_routes(ctx),
-    ]
-
-

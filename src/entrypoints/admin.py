@@ -1,5 +1,10 @@
-"""Admin HTTP app (Starlette). Binds 127.0.0.1 by default; every route except /health needs
-the admin token (bearer header or the session cookie set by /login)."""
+"""The admin HTTP app (FastAPI). Binds 127.0.0.1 by default; every route except /health, /login
+and the static files needs the admin token (bearer header or the session cookie set by /login).
+
+One router per area lives in entrypoints/routes/ (review, ingest, pages, and the areas that come
+later); each gets its ports through `Depends(services)`. Errors a caller can cause are the use
+cases' own (`domain.errors.UserError`): one mapping below turns them, request-validation errors
+and anything unexpected into `{"error": message}` with the right status for every router."""
 
 from __future__ import annotations
 
@@ -7,22 +12,29 @@ import contextlib
 import hmac
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 import uvicorn
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vaultline.domain.errors import UserError
+
+log = structlog.get_logger("vaultline.admin")
 
 COOKIE = "vaultline_admin"
 PUBLIC_PATHS = ("/health", "/login")
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
@@ -41,13 +53,46 @@ def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
 
 
 @dataclass
+class Services:
+    """The ports the routers use, taken from a started bootstrap.Runtime (one place builds them)."""
+
+    settings: Any
+    pool: asyncpg.Pool
+    uow: Any
+    storage: Any
+    publisher: Any
+    js: Any
+    platforms: Any
+    runtime: Any = None
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> "Services":
+        p = runtime.ports
+        if p is None:
+            raise RuntimeError("the admin app needs a started Runtime")
+        return cls(p.settings, p.pool, p.uow, p.storage, p.publisher, p.js, p.platforms, runtime)
+
+
+@dataclass
 class AdminContext:
-    """What routes need; filled by the composition root."""
+    """What the app needs besides the routers; filled by the composition root."""
 
     token: str
-    pool: asyncpg.Pool | None = None
+    services: Services | None = None
     ready_checks: list[Callable[[], Awaitable[bool]]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    """FastAPI dependency: the ports of the running stack."""
+    svc = request.app.state.ctx.services
+    if svc is None:
+        raise HTTPException(503, "this admin app was started without the pipeline's services")
+    return svc
+
+
+def context(request: Request) -> AdminContext:
+    return request.app.state.ctx
 
 
 class TokenAuth:
@@ -61,7 +106,7 @@ class TokenAuth:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
+        request = StarletteRequest(scope)
         given = _presented_token(request)
         if given is not None and _cross_site(request):
             response: Response = JSONResponse({"error": "cross-site request refused"}, status_code=403)
@@ -82,7 +127,7 @@ class TokenAuth:
         await response(scope, receive, send)
 
 
-def _wants_page(request: Request) -> bool:
+def _wants_page(request: StarletteRequest) -> bool:
     """A browser navigating to a page (not a script or API call): send it to the login form."""
     return (
         request.method in ("GET", "HEAD")
@@ -91,7 +136,7 @@ def _wants_page(request: Request) -> bool:
     )
 
 
-def _cross_site(request: Request) -> bool:
+def _cross_site(request: StarletteRequest) -> bool:
     """A state-changing request that authenticates by cookie must come from our own origin:
     browsers send the cookie with cross-site form posts, but not a bearer header."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -105,18 +150,88 @@ def _cross_site(request: Request) -> bool:
     return origin.split("://", 1)[-1].split("/", 1)[0] != host
 
 
-def _presented_token(request: Request) -> str | None:
+def _presented_token(request: StarletteRequest) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return request.cookies.get(COOKIE)
 
 
-def create_app(ctx: AdminContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+# --------------------------------------------------------------------------- errors
 
-    async def ready(_: Request) -> Response:
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """pydantic/FastAPI errors as one line a person reads: `unexpected field(s): mood`,
+    `tags is required`, `price_cents: Input should be ...`. `body`/`query` and union tags are
+    left out of the location."""
+    extra: list[str] = []
+    parts: list[str] = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc)
+        kind, msg = err.get("type", ""), str(err.get("msg", "")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            extra.append(loc[-1] if loc else where)
+        elif kind == "missing":
+            parts.append(f"{where} is required")
+        elif kind == "json_invalid" or (not loc and kind in ("model_attributes_type", "dict_type")):
+            parts.append("the request body must be a JSON object")
+        else:
+            parts.append(f"{where}: {msg}" if where else msg)
+    if extra:
+        parts.insert(0, f"unexpected field(s): {', '.join(extra)}")
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _install_error_mapping(app: FastAPI) -> None:
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, e: UserError) -> JSONResponse:
+        return _error(e.message, e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, e: RequestValidationError) -> JSONResponse:
+        return _error(validation_message(e.errors()), 400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> Response:
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=e.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        # Pages show {"error"} bodies; never a bare HTML 500, never the exception's own text.
+        log.exception("admin request failed", path=request.url.path)
+        return _error("internal error (details are in the server log)", 500)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(ctx: AdminContext, routers: Sequence[APIRouter] | None = None) -> FastAPI:
+    """The admin app: /health, /ready, every router of entrypoints/routes (or `routers`),
+    /static, and the generated OpenAPI document at /openapi.json (behind the token)."""
+    from vaultline.entrypoints.routes import ROUTERS
+
+    app = FastAPI(
+        title="vaultline admin API",
+        version="1",
+        description='Errors are {"error": message}. Every route but /health, /login and the Fanvue '
+        "webhooks needs the admin token (bearer header or the session cookie from /login).",
+        docs_url=None,  # the interactive docs load scripts from a CDN: not under our CSP
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
         checks = {}
         for check in ctx.ready_checks:
             try:
@@ -126,10 +241,32 @@ def create_app(ctx: AdminContext, extra_routes: list[BaseRoute] | None = None) -
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    routes: list[BaseRoute] = [Route("/health", health), Route("/ready", ready), *(extra_routes or [])]
-    app = Starlette(routes=routes, middleware=[Middleware(TokenAuth, token=ctx.token)])
-    app.state.ctx = ctx
+    for router in ROUTERS if routers is None else routers:
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _install_error_mapping(app)
+    app.add_middleware(TokenAuth, token=ctx.token)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated document, plus what FastAPI leaves out: the document's own path and the
+    two ways to present the admin token."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        doc["paths"]["/openapi.json"] = {
+            "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}
+        }
+        doc.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+        }
+        doc["security"] = [{"bearer": []}, {"cookie": []}]
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 class _Server(uvicorn.Server):

@@ -101,8 +101,8 @@ def worker(
 def admin(data_dir: Path = DataDir) -> None:
     """Serve the admin HTTP app alone (review page, API, ingest hook) against external
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
-    from vaultline.bootstrap import Runtime, admin_routes
-    from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+    from vaultline.bootstrap import Runtime
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
     from vaultline.entrypoints.metrics_http import with_metrics
 
     s = connected(data_dir, need_db=True)
@@ -113,9 +113,8 @@ def admin(data_dir: Path = DataDir) -> None:
 
         async with Runtime(s, [], relay=False) as rt:
             token = load_or_create_token(s.data_dir, s.admin_token)
-            ctx = AdminContext(token=token, pool=rt.pool)
-            app = with_metrics(create_app(ctx, admin_routes(ctx, rt)), s, token, rt)
-            server = AdminServer(app, host=s.admin_host, port=s.admin_port)
+            ctx = AdminContext(token=token, services=Services.from_runtime(rt))
+            server = AdminServer(with_metrics(create_app(ctx), s, token, rt), host=s.admin_host, port=s.admin_port)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))

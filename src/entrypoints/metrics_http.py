@@ -2,7 +2,7 @@
 
 `with_metrics(app, ...)` puts /metrics in front of any ASGI app (the admin app, whichever
 framework it is built with); `MetricsServer` serves it alone on a worker's metrics port.
-It needs the admin token as a bearer header unless VAULTLINE_METRICS_PUBLIC is set (a
+It needs the admin token (bearer header or the admin session cookie) unless VAULTLINE_METRICS_PUBLIC is set (a
 scrape on a private network)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vaultline.adapters import metrics
+from vaultline.entrypoints.admin import _presented_token
 
 PATH = "/metrics"
 Refresh = Callable[[], Awaitable[None]]
@@ -59,10 +60,10 @@ class MetricsApp:
         if request.method not in ("GET", "HEAD"):
             return JSONResponse({"error": "method not allowed"}, status_code=405)
         if not self.public:
-            auth = request.headers.get("authorization", "")
-            if not auth.lower().startswith("bearer "):
+            given = _presented_token(request)  # bearer header or the admin session cookie
+            if given is None:
                 return JSONResponse({"error": "admin token required"}, status_code=401)
-            if not hmac.compare_digest(auth[7:].strip().encode(), self.token):
+            if not hmac.compare_digest(given.encode(), self.token):
                 return JSONResponse({"error": "wrong admin token"}, status_code=403)
         return _Exposition(self.refresh)
 

@@ -70,7 +70,7 @@ def list_command(
 ) -> None:
     """List content (newest first): what waits for review, by default."""
     from vaultline.adapters.db import review as queries
-    from vaultline.entrypoints.admin_review import item_json
+    from vaultline.entrypoints.routes.review import item_json
 
     s = _settings(data_dir)
 
@@ -114,27 +114,28 @@ def list_command(
 def _decide_each(
     s: Settings, ids: list[str], decide: Callable[[Any, Any, dict[str, Any]], Awaitable[dict[str, Any]]], as_json: bool
 ) -> None:
-    """Run `decide(uow, content_id, row)` for each id, each in its own transaction; print one
-    line per id; exit 1 when any failed."""
+    """Run `decide(uow, content_id, row)` for each id through the same loop as the API's bulk
+    route (each id its own transaction); print one line per id; exit 1 when any failed."""
     from vaultline.adapters.db import PostgresUnitOfWorkFactory
     from vaultline.adapters.db import review as queries
-    from vaultline.entrypoints.admin_review import item_json
+    from vaultline.entrypoints.routes.review import item_json
     from vaultline.handlers import review
 
     async def work(pool: Any) -> list[dict[str, Any]]:
         uow = PostgresUnitOfWorkFactory(pool)
-        results = []
-        for raw in ids:
-            # Same shape as the API's bulk results, plus the updated item.
-            try:
-                cid = review.parse_id(raw)
-                row = await queries.get_content(pool, cid)
-                if row is None:
-                    raise review.NotFound(f"no content with id {cid}")
-                new = await decide(uow, cid, row)
-                results.append({"id": raw, "ok": True, "status": 200, "item": item_json(new)})
-            except review.ReviewError as e:
-                results.append({"id": raw, "ok": False, "status": e.status, "error": e.message})
+
+        async def one(cid: Any) -> dict[str, Any]:
+            row = await queries.get_content(pool, cid)
+            if row is None:
+                raise review.NotFound(f"no content with id {cid}")
+            return await decide(uow, cid, row)
+
+        results = await review.decide_each(ids, one)
+        # Same shape as the API's bulk results, plus the updated item.
+        for r in results:
+            row = r.pop("row", None)
+            if row is not None:
+                r["item"] = item_json(row)
         return results
 
     results = _with_pool(s, work)
@@ -153,7 +154,6 @@ def _decide_each(
             out.print(line)
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
-
 
 @review_app.command("approve")
 def approve_command(

@@ -17,8 +17,8 @@ import structlog
 
 from vaultline.adapters.db import migrate
 from vaultline.adapters.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_json
-from vaultline.bootstrap import HANDLERS, Runtime, admin_routes, background_tasks
-from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app, load_or_create_token
+from vaultline.bootstrap import HANDLERS, Runtime, background_tasks
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
 from vaultline.entrypoints.metrics_http import with_metrics
 from vaultline.settings import Settings
 
@@ -76,13 +76,13 @@ class Stack:
             self.runtime.add_task(coro)
 
         token = load_or_create_token(self.data_dir, s.admin_token)
-        ctx = AdminContext(token=token, pool=self.runtime.pool, ready_checks=[self._nats_ok, self._db_ok])
-        routes = admin_routes(ctx, self.runtime)
+        ctx = AdminContext(
+            token=token, services=Services.from_runtime(self.runtime), ready_checks=[self._nats_ok, self._db_ok]
+        )
         port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
         if port != s.admin_port:
             log.warning("admin port taken; using a free one", wanted=s.admin_port)
-        app = with_metrics(create_app(ctx, routes), s, token, self.runtime)
-        self.admin = AdminServer(app, host=s.admin_host, port=port)
+        self.admin = AdminServer(with_metrics(create_app(ctx), s, token, self.runtime), host=s.admin_host, port=port)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():

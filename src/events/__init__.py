@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Fixed forever: changing it would change every derived id.
 NAMESPACE = uuid.UUID("6f3c1a52-8a0e-4f4c-9d7e-3a1b5c2d9e10")
@@ -110,32 +110,57 @@ class FeedPost(Payload):
     publish_at: datetime | None = None
 
 
-class ImageApproved(Payload):
+MAX_TAGS = 32
+MAX_TAG_LEN = 64
+
+
+def _tag_list(v: Any) -> Any:
+    if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
+        raise ValueError("tags must be a list of strings")
+    return v
+
+
+# Tags as every model that carries them checks them (the events and the API bodies alike).
+Tags = Annotated[list[str], BeforeValidator(_tag_list), Field(max_length=MAX_TAGS)]
+
+
+class ApprovalDecision(Payload):
+    """What a reviewer decides when approving; the approve request body is this model."""
+
     vault: Vault
     category: str | None = Field(default=None, max_length=64)
-    tags: list[str] = Field(default_factory=list, max_length=32)
+    tags: Tags = Field(default_factory=list, description=f"each 1-{MAX_TAG_LEN} characters")
     description: str | None = Field(default=None, max_length=2000)
-    price_cents: int | None = Field(default=None, ge=0)
-    reviewer: str | None = None
+    # strict: "1299" or true are not a price.
+    price_cents: int | None = Field(default=None, ge=0, strict=True, description="required and > 0 for ppv")
     post: FeedPost | None = None
 
     @field_validator("tags")
     @classmethod
     def _short_tags(cls, tags: list[str]) -> list[str]:
         for t in tags:
-            if not t or len(t) > 64:
-                raise ValueError("tags must be 1-64 characters")
+            if not t or len(t) > MAX_TAG_LEN:
+                raise ValueError(f"tags must be 1-{MAX_TAG_LEN} characters")
         return tags
 
     @model_validator(mode="after")
-    def _ppv_needs_price(self) -> "ImageApproved":
+    def _ppv_needs_price(self) -> "ApprovalDecision":
         if self.vault == "ppv" and not self.price_cents:
             raise ValueError("a ppv approval needs a positive price_cents")
         return self
 
 
-class ImageRejected(Payload):
+class ImageApproved(ApprovalDecision):
+    reviewer: str | None = None
+
+
+class Rejection(Payload):
+    """What a reviewer decides when rejecting; the reject request body is this model."""
+
     reason: str = Field(min_length=1, max_length=500)
+
+
+class ImageRejected(Rejection):
     reviewer: str | None = None
 
 
@@ -432,13 +457,16 @@ __all__ = [
     "PAYLOADS",
     "STREAM_SUBJECTS",
     "VAULTS",
+    "ApprovalDecision",
     "ComfyMeta",
     "FanFollowed",
     "FanRef",
     "FanSubscribed",
     "MessageRead",
     "PpvOffer",
+    "Rejection",
     "ReplyDiscarded",
+    "Tags",
     "CutBox",
     "Envelope",
     "FeedPost",

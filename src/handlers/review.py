@@ -10,8 +10,11 @@ second decision on the same image is a Conflict, never a second event."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
+
+import structlog
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,18 +25,19 @@ from vaultline.events import (
     ImageApproved,
     ImageRecropRequested,
     ImageRejected,
+    MAX_TAG_LEN,
+    MAX_TAGS,
     MediaUploadRetryRequested,
     new_event,
     utcnow,
 )
 from vaultline.handlers.ports import UnitOfWork, UnitOfWorkFactory
 
-MAX_TAGS = 32
-MAX_TAG_LEN = 64
 
 
 # The errors of a review decision are the use cases' shared ones (one HTTP mapping for all).
 ReviewError = UserError
+log = structlog.get_logger("vaultline.review")
 
 
 # --------------------------------------------------------------------------- validation
@@ -201,6 +205,25 @@ async def set_tags(uow: UnitOfWorkFactory, content_id: uuid.UUID, tags: list[str
         return row
 
 
+async def decide_each(
+    ids: Iterable[Any], decide: Callable[[uuid.UUID], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Run one decision per id, each its own transaction (one conflict does not undo the others).
+    Returns one result per id, in order: `{id, ok, status, error?, row?}`. The API's bulk route
+    and the CLI's approve/reject/retry-upload both go through this loop."""
+    results: list[dict[str, Any]] = []
+    for raw in ids:
+        try:
+            row = await decide(parse_id(raw))
+            results.append({"id": str(raw), "ok": True, "status": 200, "row": row})
+        except UserError as e:
+            results.append({"id": str(raw), "ok": False, "status": e.status, "error": e.message})
+        except Exception:
+            log.exception("decision failed", content_id=str(raw))
+            results.append({"id": str(raw), "ok": False, "status": 500, "error": "internal error (see the log)"})
+    return results
+
+
 def parse_id(value: Any) -> uuid.UUID:
     """A content id from a path, a form or the command line, or Invalid."""
     try:
@@ -216,6 +239,7 @@ __all__ = [
     "ReviewError",
     "approve",
     "clean_tags",
+    "decide_each",
     "parse_id",
     "plain_errors",
     "reject",

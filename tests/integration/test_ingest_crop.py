@@ -12,8 +12,8 @@ import pytest
 from tests.images import Placement, comfy_text, face_png
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import history_subject, read_events
-from vaultline.bootstrap import Runtime, admin_routes, watch_comfy_folders
-from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app
+from vaultline.bootstrap import Runtime, watch_comfy_folders
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,8 @@ async def test_watched_folder_to_review_exactly_once(pipeline_settings, pool, co
 
 async def test_http_hook_ingests_refuses_and_rejects_bad_files(pipeline_settings, pool, comfy_dir, tmp_path):
     async with Runtime(pipeline_settings, ["tracker", "crop"]) as rt:
-        ctx = AdminContext(token="t0k")
-        server = AdminServer(create_app(ctx, admin_routes(ctx, rt)))
+        ctx = AdminContext(token="t0k", services=Services.from_runtime(rt))
+        server = AdminServer(create_app(ctx))
         rt.add_task(server.serve())
         await wait_until(lambda: server.started, what="admin server")
         auth = {"Authorization": "Bearer t0k"}

@@ -21,8 +21,7 @@ from vaultline.adapters.bus.stream import history_subject, read_events
 from vaultline.adapters.outbox import OutboxRelay
 from vaultline.bootstrap import Runtime
 from vaultline.domain import library
-from vaultline.entrypoints.admin import AdminContext, AdminServer, create_app
-from vaultline.entrypoints.admin_review import review_routes
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 from vaultline.events import new_event
 
 pytestmark = pytest.mark.integration
@@ -85,8 +84,8 @@ class Api:
 @contextlib.asynccontextmanager
 async def serving(settings, *, relay: bool = True) -> AsyncIterator[Api]:
     async with Runtime(settings, ["tracker"], relay=relay) as rt:
-        ctx = AdminContext(token=TOKEN, pool=rt.pool)
-        server = AdminServer(create_app(ctx, review_routes(ctx, rt)))
+        ctx = AdminContext(token=TOKEN, services=Services.from_runtime(rt))
+        server = AdminServer(create_app(ctx))
         rt.add_task(server.serve())
         await wait_until(lambda: server.started, what="admin server")
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -7,8 +7,7 @@ import re
 import httpx
 import pytest
 
-from vaultline.entrypoints.admin import COOKIE, AdminContext, create_app
-from vaultline.entrypoints.review_page import STATIC_DIR, page_routes
+from vaultline.entrypoints.admin import COOKIE, STATIC_DIR, AdminContext, create_app
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -16,7 +15,7 @@ TOKEN = "s3cret-token-for-tests"
 @pytest.fixture
 async def client() -> httpx.AsyncClient:
     ctx = AdminContext(token=TOKEN)
-    transport = httpx.ASGITransport(app=create_app(ctx, page_routes(ctx)))
+    transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
         yield c
 

@@ -1,0 +1,14 @@
+"""One router per area of the admin app; `create_app` includes every router listed here.
+Add an area by writing `routes/<area>.py` with `router = APIRouter()` and listing it below."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vaultline.entrypoints.routes import ingest, pages, review
+
+ROUTERS: list[APIRouter] = [
+    review.router,
+    ingest.router,
+    pages.router,
+]
