@@ -4,7 +4,7 @@ report, the CLI, the report command and the HTTP API all print the same `Stats`.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +59,23 @@ def day_of(at: datetime) -> date:
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return at.astimezone(timezone.utc).date()
+
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 3660
+
+
+def window(since: date | None, until: date | None, today: date) -> tuple[date, date]:
+    """The reported days: until defaults to today, since to DEFAULT_DAYS days before until."""
+    from vaultline.domain.errors import Invalid
+
+    last = until or today
+    first = since or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last:
+        raise Invalid(f"since {first} is after until {last}")
+    if (last - first).days >= MAX_DAYS:
+        raise Invalid(f"a period is at most {MAX_DAYS} days")
+    return first, last
 
 
 def dim(kind: str, value: str | None) -> str:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import typer
 
-from vaultline.domain.analytics import Stats
+from vaultline.domain.analytics import DEFAULT_DAYS, Stats, window
+from vaultline.domain.errors import Invalid
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
 from vaultline.entrypoints.stats_views import period_bounds, print_tables, to_csv, to_html, to_markdown
 from vaultline.events import SLUG_RE
 from vaultline.settings import Settings
-
-DEFAULT_DAYS = 30
-
 
 def today() -> date:
     return datetime.now(timezone.utc).date()
@@ -65,11 +63,11 @@ def stats_command(
     if as_json and as_csv:
         err.print("[red]--json and --csv exclude each other[/red]")
         raise typer.Exit(2)
-    last = _date(until, "--until") or today()
-    first = _date(since, "--since") or last - timedelta(days=DEFAULT_DAYS - 1)
-    if first > last:
-        err.print(f"[red]--since {first} is after --until {last}[/red]")
-        raise typer.Exit(2)
+    try:
+        first, last = window(_date(since, "--since"), _date(until, "--until"), today())
+    except Invalid as e:
+        err.print(f"[red]{e.message}[/red]")
+        raise typer.Exit(2) from None
     s = connected(data_dir, need_db=True, need_nats=False)
     stats = asyncio.run(fetch_stats(s, creator=_creator(creator), since=first, until=last, top=top))
     if as_json:

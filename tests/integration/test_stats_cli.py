@@ -76,7 +76,7 @@ async def test_stats_json_csv_and_tables_show_the_same_numbers(seeded_db, tmp_pa
 async def test_stats_refuses_bad_input_clearly(seeded_db, tmp_path):
     for args, message in (
         (("--since", "yesterday"), "--since must be a date"),
-        (("--since", "2026-11-05", "--until", "2026-11-01"), "is after --until"),
+        (("--since", "2026-11-05", "--until", "2026-11-01"), "is after until"),
         (("--creator", "Not A Slug"), "--creator must be a creator slug"),
         (("--json", "--csv"), "exclude each other"),
     ):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import ingest, pages, review
+from vaultline.entrypoints.routes import ingest, pages, review, stats
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
+    stats.router,
 ]
