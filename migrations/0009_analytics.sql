@@ -23,8 +23,14 @@ CREATE TABLE analytics_content (
     price_cents       integer,
     first_sent_on     date,
     first_purchased_on date,
+    -- All-time totals: an upper bound of any period's, so top content of a period is found by
+    -- checking the best sellers first (threshold algorithm) instead of aggregating every row.
+    purchases         bigint NOT NULL DEFAULT 0,
+    revenue_cents     bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (creator, content_id)
 );
+CREATE INDEX analytics_content_revenue ON analytics_content (creator, revenue_cents DESC) WHERE revenue_cents > 0;
+CREATE INDEX analytics_content_revenue_all ON analytics_content (revenue_cents DESC) WHERE revenue_cents > 0;
 
 -- One row per content per message (media.sent), and one per message: the offer a purchase
 -- of that message is attributed to (primary content = bundle[0], else the content itself).
@@ -66,17 +72,27 @@ CREATE TABLE analytics_sales (
 );
 CREATE INDEX analytics_sales_waiting ON analytics_sales (creator, message_uuid) WHERE NOT attributed;
 
--- Top content and top fans, per day.
+-- Top content and top fans, per day. Sales and sends of a content are kept apart: top content
+-- ranks on the (far fewer) sales rows, then reads the sends of the winners only.
 CREATE TABLE analytics_content_daily (
     creator       text   NOT NULL,
     day           date   NOT NULL,
     content_id    uuid   NOT NULL,
-    sends         bigint NOT NULL DEFAULT 0,
     purchases     bigint NOT NULL DEFAULT 0,
     revenue_cents bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (creator, day, content_id)
 );
 CREATE INDEX analytics_content_daily_day ON analytics_content_daily (day);
+CREATE INDEX analytics_content_daily_content ON analytics_content_daily (creator, content_id, day);
+CREATE TABLE analytics_content_sends_daily (
+    creator    text   NOT NULL,
+    day        date   NOT NULL,
+    content_id uuid   NOT NULL,
+    sends      bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (creator, day, content_id)
+);
+CREATE INDEX analytics_content_sends_daily_content ON analytics_content_sends_daily (creator, content_id, day);
+CREATE INDEX analytics_content_sends_daily_day ON analytics_content_sends_daily (day);
 CREATE TABLE analytics_fan_daily (
     creator       text   NOT NULL,
     day           date   NOT NULL,
@@ -87,13 +103,17 @@ CREATE TABLE analytics_fan_daily (
     PRIMARY KEY (creator, day, fan_id)
 );
 CREATE INDEX analytics_fan_daily_day ON analytics_fan_daily (day);
+CREATE INDEX analytics_fan_daily_fan ON analytics_fan_daily (creator, fan_id, day);
 CREATE TABLE analytics_fans (
-    creator      text NOT NULL,
-    fan_id       text NOT NULL,
-    handle       text,
-    display_name text,
+    creator       text   NOT NULL,
+    fan_id        text   NOT NULL,
+    handle        text,
+    display_name  text,
+    revenue_cents bigint NOT NULL DEFAULT 0,  -- all time: the bound for top fans (see analytics_content)
     PRIMARY KEY (creator, fan_id)
 );
+CREATE INDEX analytics_fans_revenue ON analytics_fans (creator, revenue_cents DESC) WHERE revenue_cents > 0;
+CREATE INDEX analytics_fans_revenue_all ON analytics_fans (revenue_cents DESC) WHERE revenue_cents > 0;
 
 -- Time to reply: the oldest unanswered fan message per fan, and one row per answered one.
 CREATE TABLE analytics_reply_waiting (
@@ -102,11 +122,21 @@ CREATE TABLE analytics_reply_waiting (
     received_at timestamptz NOT NULL,
     PRIMARY KEY (creator, fan_id)
 );
+-- The median of a period is found from per-day bucket counts (5% wide buckets), then read
+-- exactly from the few rows of the one bucket it falls in.
 CREATE TABLE analytics_reply_times (
     creator  text             NOT NULL,
     event_id uuid             NOT NULL,
     day      date             NOT NULL,
     seconds  double precision NOT NULL,
+    bucket   smallint         NOT NULL,
     PRIMARY KEY (creator, event_id)
 );
-CREATE INDEX analytics_reply_times_day ON analytics_reply_times (day);
+CREATE INDEX analytics_reply_times_bucket ON analytics_reply_times (bucket, seconds);
+CREATE TABLE analytics_reply_hist (
+    creator text     NOT NULL,
+    day     date     NOT NULL,
+    bucket  smallint NOT NULL,
+    n       bigint   NOT NULL DEFAULT 0,
+    PRIMARY KEY (creator, day, bucket)
+);

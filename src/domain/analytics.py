@@ -4,6 +4,7 @@ report, the CLI, the report command and the HTTP API all print the same `Stats`.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timedelta, timezone
 
 from pydantic import BaseModel, Field
@@ -52,6 +53,30 @@ def price_band(cents: int) -> str:
         if upper is None or cents < upper:
             return label
     raise AssertionError("unreachable")
+
+
+REPLY_BUCKET_GROWTH = 1.05
+
+
+def reply_bucket(seconds: float) -> int:
+    """Histogram bucket of a reply time: 0 below one second, then buckets 5% wide."""
+    if seconds < 1:
+        return 0
+    return 1 + int(math.log(seconds) / math.log(REPLY_BUCKET_GROWTH))
+
+
+def median_ranks(n: int) -> tuple[int, ...]:
+    """0-based ranks whose mean is the median of n sorted values (percentile_cont(0.5))."""
+    return (n // 2,) if n % 2 else (n // 2 - 1, n // 2)
+
+
+def locate(rank: int, counts: list[tuple[int, int]]) -> tuple[int, int]:
+    """(bucket, rank within it) of a 0-based rank, given (bucket, count) in bucket order."""
+    for bucket, n in counts:
+        if rank < n:
+            return bucket, rank
+        rank -= n
+    raise ValueError("rank beyond the histogram")
 
 
 def day_of(at: datetime) -> date:

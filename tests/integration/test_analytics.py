@@ -76,6 +76,12 @@ async def test_numbers_match_the_hand_computed_values(settings, pool):
     assert days[D2].revenue_by_kind == {"purchase": 6300, "tip": 700}
     assert days[D3].revenue_by_kind == {"subscription": 999}
 
+    # A long window takes the threshold path for top content/fans (all-time totals as bounds):
+    # the same lists as the plain aggregation of a short one.
+    from datetime import timedelta
+
+    long = await load_stats(pool, creator=CREATOR, since=D3 - timedelta(days=59), until=D3)
+    assert long.top_content == s.top_content and long.top_fans == s.top_fans and long.totals == s.totals
     # A narrower window and another creator.
     s12 = await load_stats(pool, creator=CREATOR, since=D1, until=D2)
     assert s12.totals.revenue_cents == 7000 and s12.totals.fans_subscribed == 0

@@ -3,11 +3,13 @@ turns the daily aggregates into a `Stats` report for the CLI, the report and the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -115,13 +117,26 @@ class PostgresAnalyticsTx:
 
     async def bump_content(self, creator: str, day: date, content_id: uuid.UUID, *, sends: int = 0,
                            purchases: int = 0, revenue_cents: int = 0) -> None:  # fmt: skip
-        await self._conn.execute(
-            """INSERT INTO analytics_content_daily AS t (creator, day, content_id, sends, purchases, revenue_cents)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (creator, day, content_id) DO UPDATE
-               SET sends = t.sends + EXCLUDED.sends, purchases = t.purchases + EXCLUDED.purchases,
-                   revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
-            creator, day, content_id, sends, purchases, revenue_cents,
-        )  # fmt: skip
+        if sends:
+            await self._conn.execute(
+                """INSERT INTO analytics_content_sends_daily AS t (creator, day, content_id, sends)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (creator, day, content_id) DO UPDATE
+                   SET sends = t.sends + EXCLUDED.sends""",
+                creator, day, content_id, sends,
+            )  # fmt: skip
+        if purchases or revenue_cents:
+            await self._conn.execute(
+                """INSERT INTO analytics_content_daily AS t (creator, day, content_id, purchases, revenue_cents)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, day, content_id) DO UPDATE
+                   SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
+                creator, day, content_id, purchases, revenue_cents,
+            )  # fmt: skip
+            await self._conn.execute(
+                """INSERT INTO analytics_content AS t (creator, content_id, purchases, revenue_cents)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (creator, content_id) DO UPDATE
+                   SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
+                creator, content_id, purchases, revenue_cents,
+            )  # fmt: skip
 
     async def bump_fan(self, creator: str, day: date, fan_id: str, *, sales: int = 0, purchases: int = 0,
                        revenue_cents: int = 0) -> None:  # fmt: skip
@@ -131,6 +146,11 @@ class PostgresAnalyticsTx:
                SET sales = t.sales + EXCLUDED.sales, purchases = t.purchases + EXCLUDED.purchases,
                    revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
             creator, day, fan_id, sales, purchases, revenue_cents,
+        )  # fmt: skip
+        await self._conn.execute(
+            """INSERT INTO analytics_fans AS t (creator, fan_id, revenue_cents) VALUES ($1, $2, $3)
+               ON CONFLICT (creator, fan_id) DO UPDATE SET revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
+            creator, fan_id, revenue_cents,
         )  # fmt: skip
 
     async def remember_fan(self, creator: str, fan_id: str, handle: str | None, display_name: str | None) -> None:
@@ -156,11 +176,17 @@ class PostgresAnalyticsTx:
         )  # fmt: skip
 
     async def add_reply_time(self, creator: str, event_id: uuid.UUID, day: date, seconds: float) -> None:
-        await self._conn.execute(
-            "INSERT INTO analytics_reply_times (creator, event_id, day, seconds) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT DO NOTHING",
-            creator, event_id, day, seconds,
-        )  # fmt: skip
+        bucket = a.reply_bucket(seconds)
+        if await self._conn.fetchval(
+            "INSERT INTO analytics_reply_times (creator, event_id, day, seconds, bucket) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            creator, event_id, day, seconds, bucket,
+        ):  # fmt: skip
+            await self._conn.execute(
+                """INSERT INTO analytics_reply_hist AS t (creator, day, bucket, n) VALUES ($1, $2, $3, 1)
+                   ON CONFLICT (creator, day, bucket) DO UPDATE SET n = t.n + 1""",
+                creator, day, bucket,
+            )  # fmt: skip
 
 
 class PostgresAnalyticsStore:
@@ -176,8 +202,8 @@ class PostgresAnalyticsStore:
 # Every table the analytics handler writes; a rebuild empties them (and its processed_events).
 TABLES: tuple[str, ...] = (
     "analytics_daily", "analytics_content", "analytics_sends", "analytics_messages", "analytics_sales",
-    "analytics_content_daily", "analytics_fan_daily", "analytics_fans", "analytics_reply_waiting",
-    "analytics_reply_times",
+    "analytics_content_daily", "analytics_content_sends_daily", "analytics_fan_daily", "analytics_fans", "analytics_reply_waiting",
+    "analytics_reply_times", "analytics_reply_hist",
 )  # fmt: skip
 
 
@@ -193,42 +219,143 @@ async def reset(pool: asyncpg.Pool) -> None:
 _DAILY_METRICS = (a.GENERATED, a.APPROVED, a.UPLOADED, a.SENDS, a.OFFERS, a.PURCHASES, a.REVENUE_KIND)
 
 
+# Top-N of a period by the threshold algorithm: candidates in order of their all-time revenue
+# (an upper bound of any period's), their period totals read by index; stop once the N-th best
+# period revenue beats the all-time revenue of every candidate not read yet.
+_BATCH, _MAX_BATCHES, _SHORT_DAYS = 200, 5, 31
+_TOP = {
+    "fans": (
+        "analytics_fans", "fan_id",
+        """SELECT u.creator, u.key AS fan_id, sum(d.sales)::bigint AS sales, sum(d.purchases)::bigint AS purchases,
+                  sum(d.revenue_cents)::bigint AS revenue_cents
+           FROM unnest($3::text[], $4::text[]) AS u(creator, key)
+           JOIN analytics_fan_daily d ON d.creator = u.creator AND d.fan_id = u.key AND d.day BETWEEN $1 AND $2
+           GROUP BY 1, 2""",
+        """SELECT creator, fan_id, sum(sales)::bigint AS sales, sum(purchases)::bigint AS purchases,
+                  sum(revenue_cents)::bigint AS revenue_cents
+           FROM analytics_fan_daily WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3)
+           GROUP BY creator, fan_id HAVING sum(revenue_cents) > 0
+           ORDER BY revenue_cents DESC, purchases DESC, fan_id LIMIT $4""",
+    ),
+    "content": (
+        "analytics_content", "content_id",
+        """SELECT u.creator, u.key AS content_id, sum(d.purchases)::bigint AS purchases,
+                  sum(d.revenue_cents)::bigint AS revenue_cents
+           FROM unnest($3::text[], $4::uuid[]) AS u(creator, key)
+           JOIN analytics_content_daily d ON d.creator = u.creator AND d.content_id = u.key AND d.day BETWEEN $1 AND $2
+           GROUP BY 1, 2""",
+        """SELECT creator, content_id, sum(purchases)::bigint AS purchases, sum(revenue_cents)::bigint AS revenue_cents
+           FROM analytics_content_daily WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3)
+           GROUP BY creator, content_id HAVING sum(revenue_cents) > 0
+           ORDER BY revenue_cents DESC, purchases DESC, content_id LIMIT $4""",
+    ),
+}  # fmt: skip
+
+
+async def _top(pool: asyncpg.Pool, what: str, since: date, until: date, creator: str | None, n: int) -> list[Any]:
+    table, key, period_sql, full_sql = _TOP[what]
+
+    def rank(r: Any) -> tuple[Any, ...]:
+        return (-r["revenue_cents"], -r["purchases"], str(r[key]))
+
+    best: list[Any] = []
+    async with pool.acquire() as conn:
+        if (until - since).days < _SHORT_DAYS:  # a short period has few rows: aggregate them all
+            return list(await conn.fetch(full_sql, since, until, creator, n))
+        for batch in range(_MAX_BATCHES):
+            candidates = await conn.fetch(
+                f"""SELECT creator, {key}, revenue_cents FROM {table}
+                    WHERE revenue_cents > 0 AND ($1::text IS NULL OR creator = $1)
+                    ORDER BY revenue_cents DESC OFFSET $2 LIMIT $3""",
+                creator, batch * _BATCH, _BATCH,
+            )  # fmt: skip
+            if candidates:
+                rows = await conn.fetch(period_sql, since, until, [c["creator"] for c in candidates],
+                                        [c[key] for c in candidates])  # fmt: skip
+                best = sorted([*best, *(r for r in rows if r["revenue_cents"] > 0)], key=rank)[:n]
+            if len(candidates) < _BATCH or (len(best) == n and best[-1]["revenue_cents"] > candidates[-1]["revenue_cents"]):
+                return best
+        return list(await conn.fetch(full_sql, since, until, creator, n))  # rare: aggregate everything
+
+
+async def _median_reply(pool: asyncpg.Pool, since: date, until: date, creator: str | None) -> float | None:
+    """percentile_cont(0.5) of the period's reply times, read from the one or two buckets it is in."""
+    async with pool.acquire() as conn:
+        counts = [(r["bucket"], r["n"]) for r in await conn.fetch(
+            """SELECT bucket, sum(n)::bigint AS n FROM analytics_reply_hist
+               WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3) GROUP BY bucket ORDER BY bucket""",
+            since, until, creator,
+        )]  # fmt: skip
+        total = sum(n for _, n in counts)
+        if not total:
+            return None
+        values = []
+        for r in a.median_ranks(total):
+            bucket, offset = a.locate(r, counts)
+            values.append(await conn.fetchval(
+                """SELECT seconds FROM analytics_reply_times
+                   WHERE bucket = $1 AND day BETWEEN $2 AND $3 AND ($4::text IS NULL OR creator = $4)
+                   ORDER BY seconds OFFSET $5 LIMIT 1""",
+                bucket, since, until, creator, offset,
+            ))  # fmt: skip
+        return sum(values) / len(values)
+
+
 async def load_stats(pool: asyncpg.Pool, *, creator: str | None, since: date, until: date, top: int = 10) -> a.Stats:
-    """The report for [since, until] (inclusive, UTC days), one creator or all of them."""
+    """The report for [since, until] (inclusive, UTC days), one creator or all of them. The
+    independent queries run at once, each on its own connection."""
     args = (since, until, creator)
     where = "day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3)"
-    async with pool.acquire() as conn:
-        sums = await conn.fetch(f"SELECT metric, dim, sum(value)::bigint AS v FROM analytics_daily WHERE {where} "
-                                "GROUP BY metric, dim", *args)  # fmt: skip
-        daily = await conn.fetch(
-            f"SELECT day, metric, dim, sum(value)::bigint AS v FROM analytics_daily WHERE {where} "
-            "AND metric = ANY($4::text[]) AND (dim = '' OR metric = $5) GROUP BY day, metric, dim ORDER BY day",
-            *args, list(_DAILY_METRICS), a.REVENUE_KIND,
-        )  # fmt: skip
-        median = await conn.fetchval(
-            f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM analytics_reply_times WHERE {where}",
-            *args,
-        )  # fmt: skip
-        top_content = await conn.fetch(
-            f"""SELECT d.creator, d.content_id, d.sends, d.purchases, d.revenue_cents, c.category, c.vault
-                FROM (SELECT creator, content_id, sum(sends)::bigint AS sends, sum(purchases)::bigint AS purchases,
-                             sum(revenue_cents)::bigint AS revenue_cents
-                      FROM analytics_content_daily WHERE {where} GROUP BY creator, content_id
-                      ORDER BY revenue_cents DESC, purchases DESC, sends DESC, content_id LIMIT $4) d
-                LEFT JOIN analytics_content c USING (creator, content_id)
-                ORDER BY d.revenue_cents DESC, d.purchases DESC, d.sends DESC, d.content_id""",
-            *args, top,
-        )  # fmt: skip
-        top_fans = await conn.fetch(
-            f"""SELECT d.creator, d.fan_id, d.sales, d.purchases, d.revenue_cents, f.handle, f.display_name
-                FROM (SELECT creator, fan_id, sum(sales)::bigint AS sales, sum(purchases)::bigint AS purchases,
-                             sum(revenue_cents)::bigint AS revenue_cents
-                      FROM analytics_fan_daily WHERE {where} GROUP BY creator, fan_id
-                      ORDER BY revenue_cents DESC, purchases DESC, fan_id LIMIT $4) d
-                LEFT JOIN analytics_fans f USING (creator, fan_id)
-                ORDER BY d.revenue_cents DESC, d.purchases DESC, d.fan_id""",
-            *args, top,
-        )  # fmt: skip
+
+    async def q(method: str, sql: str, *more: object) -> Any:
+        async with pool.acquire() as conn:
+            return await getattr(conn, method)(sql, *args, *more)
+
+    sums, daily, median, top_sales, fans = await asyncio.gather(
+        q("fetch", f"SELECT metric, dim, sum(value)::bigint AS v FROM analytics_daily WHERE {where} GROUP BY metric, dim"),
+        q("fetch", f"""SELECT day, metric, dim, sum(value)::bigint AS v FROM analytics_daily
+                       WHERE {where} AND metric = ANY($4::text[]) AND (dim = '' OR metric = $5)
+                       GROUP BY day, metric, dim ORDER BY day""", list(_DAILY_METRICS), a.REVENUE_KIND),
+        _median_reply(pool, since, until, creator),
+        _top(pool, "content", since, until, creator, top),
+        _top(pool, "fans", since, until, creator, top),
+    )  # fmt: skip
+    chosen = [(r["creator"], r["content_id"], r["purchases"], r["revenue_cents"]) for r in top_sales]
+    if len(chosen) < top:  # fewer sold than asked for: the most sent unsold content fills up
+        more = await q("fetch", f"""SELECT creator, content_id FROM analytics_content_sends_daily
+                                    WHERE {where} AND NOT (content_id = ANY($5::uuid[]))
+                                    GROUP BY creator, content_id ORDER BY sum(sends) DESC, content_id LIMIT $4""",
+                       top - len(chosen), [c[1] for c in chosen])  # fmt: skip
+        chosen += [(r["creator"], r["content_id"], 0, 0) for r in more]
+    details, who = {}, {}
+    if chosen:
+        rows = await q("fetch", """SELECT u.creator, u.content_id, c.category, c.vault,
+                                          (SELECT coalesce(sum(d.sends), 0) FROM analytics_content_sends_daily d
+                                           WHERE d.creator = u.creator AND d.content_id = u.content_id
+                                             AND d.day BETWEEN $1 AND $2)::bigint AS sends
+                                   FROM unnest($4::text[], $5::uuid[]) AS u(creator, content_id)
+                                   LEFT JOIN analytics_content c ON c.creator = u.creator AND c.content_id = u.content_id
+                                   WHERE $3::text IS NULL OR u.creator = $3""",
+                       [c[0] for c in chosen], [c[1] for c in chosen])  # fmt: skip
+        details = {(r["creator"], r["content_id"]): r for r in rows}
+    if fans:
+        rows = await pool.fetch("""SELECT f.creator, f.fan_id, f.handle, f.display_name
+                                   FROM unnest($1::text[], $2::text[]) AS u(creator, fan_id)
+                                   JOIN analytics_fans f USING (creator, fan_id)""",
+                                [f["creator"] for f in fans], [f["fan_id"] for f in fans])  # fmt: skip
+        who = {(r["creator"], r["fan_id"]): r for r in rows}
+    top_content = sorted(
+        (a.TopContent(content_id=str(cid), category=details[(cr, cid)]["category"], vault=details[(cr, cid)]["vault"],
+                      sends=details[(cr, cid)]["sends"], purchases=p, revenue_cents=r)
+         for cr, cid, p, r in chosen),
+        key=lambda c: (-c.revenue_cents, -c.purchases, -c.sends, c.content_id),
+    )  # fmt: skip
+    top_fans = [
+        a.TopFan(fan_id=f["fan_id"], handle=(who.get((f["creator"], f["fan_id"])) or {}).get("handle"),
+                 display_name=(who.get((f["creator"], f["fan_id"])) or {}).get("display_name"),
+                 sales=f["sales"], purchases=f["purchases"], revenue_cents=f["revenue_cents"])  # fmt: skip
+        for f in fans
+    ]
 
     by: dict[str, dict[str, int]] = defaultdict(dict)
     for r in sums:
@@ -285,16 +412,8 @@ async def load_stats(pool: asyncpg.Pool, *, creator: str | None, since: date, un
         conversion_by_category=a.conversions(dims(a.OFFERS, "category:"), dims(a.PURCHASES, "category:")),
         conversion_by_price_band=a.conversions(dims(a.OFFERS, "band:"), dims(a.PURCHASES, "band:"), order=a.BAND_ORDER),
         daily=[days[d] for d in sorted(days)],
-        top_content=[
-            a.TopContent(content_id=str(r["content_id"]), category=r["category"], vault=r["vault"], sends=r["sends"],
-                         purchases=r["purchases"], revenue_cents=r["revenue_cents"])  # fmt: skip
-            for r in top_content
-        ],
-        top_fans=[
-            a.TopFan(fan_id=r["fan_id"], handle=r["handle"], display_name=r["display_name"], sales=r["sales"],
-                     purchases=r["purchases"], revenue_cents=r["revenue_cents"])  # fmt: skip
-            for r in top_fans
-        ],
+        top_content=top_content,
+        top_fans=top_fans,
     )
 
 
