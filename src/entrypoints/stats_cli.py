@@ -50,6 +50,32 @@ async def fetch_stats(s: Settings, *, creator: str | None, since: date, until: d
         await pool.close()
 
 
+async def rebuild(s: Settings) -> None:
+    """Rebuild the aggregates by replay: stop the `analytics` consumer's deliveries (delete it),
+    empty the analytics tables and its processed_events rows, recreate the consumer from the
+    start of the stream. A running analytics worker carries on with the new consumer."""
+    from vaultline.adapters.bus.provision import provision
+    from vaultline.adapters.bus.stream import connect
+    from vaultline.adapters.bus.topology import CONSUMERS, EVENTS_STREAM
+    from vaultline.adapters.db import create_pool
+    from vaultline.adapters.db.analytics import reset
+
+    assert s.nats_url and s.database_url
+    nc, js = await connect(s.nats_url)
+    pool = await create_pool(s.database_url, max_size=2)
+    try:
+        try:
+            await js.delete_consumer(EVENTS_STREAM, "analytics")
+        except Exception:  # not provisioned yet
+            pass
+        await reset(pool)
+        await provision(js, replicas=s.stream_replicas, default_max_deliver=s.max_deliver,
+                        consumers={"analytics": CONSUMERS["analytics"]})  # fmt: skip
+    finally:
+        await pool.close()
+        await nc.close()
+
+
 def stats_command(
     creator: str | None = typer.Option(None, "--creator", help="One creator (default: all of them)."),
     since: str | None = typer.Option(None, "--since", help=f"First day, YYYY-MM-DD (UTC) (default: {DEFAULT_DAYS} days ago)."),
@@ -57,9 +83,16 @@ def stats_command(
     top: int = typer.Option(10, "--top", min=1, max=1000, help="How many top content and top fans."),
     as_json: bool = JsonOut,
     as_csv: bool = typer.Option(False, "--csv", help="section,key,metric,value rows: the same numbers as --json."),
+    rebuild_all: bool = typer.Option(
+        False, "--rebuild", help="Rebuild every aggregate by replaying the stream (the analytics worker does the work)."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Revenue, conversion, the image funnel, replies, top content and fans for a period."""
+    if rebuild_all:
+        asyncio.run(rebuild(connected(data_dir, need_db=True)))
+        err.print("analytics: aggregates emptied; the analytics consumer replays the stream from its start")
+        return
     if as_json and as_csv:
         err.print("[red]--json and --csv exclude each other[/red]")
         raise typer.Exit(2)

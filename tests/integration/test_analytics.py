@@ -109,3 +109,19 @@ async def test_redelivery_and_replay_give_the_same_aggregates(settings, pool):
     assert counted.count(False) == 1  # s1's second report: processed, but the same sale
     assert await snapshot(pool) == before
     assert (await load_stats(pool, creator=CREATOR, since=D1, until=D3)).totals.model_dump() == EXPECTED_TOTALS
+
+
+async def test_rebuild_replays_the_stream_through_the_running_consumer(settings, pool):
+    from vaultline.entrypoints.stats_cli import rebuild
+
+    events = seed_events()
+    async with Runtime(settings, ["analytics"], relay=False) as rt:
+        for e in events:
+            await rt.publisher.publish(e)
+        done = "SELECT count(*) = $1 FROM processed_events WHERE handler = 'analytics'"
+        await wait_until(lambda: pool.fetchval(done, len(events)), timeout=60, what="first pass")
+        before = await snapshot(pool)
+        await rebuild(settings)
+        await wait_until(lambda: pool.fetchval(done, len(events)), timeout=60, what="the replay")
+        assert await snapshot(pool) == before
+    assert (await load_stats(pool, creator=CREATOR, since=D1, until=D3)).totals.model_dump() == EXPECTED_TOTALS
