@@ -1,7 +1,7 @@
 """`GET /metrics` (Prometheus text format) for the admin app and every `vaultline worker`.
 
 `with_metrics(app, ...)` puts /metrics in front of any ASGI app (the admin app, whichever
-framework it is built with); `MetricsServer` serves it alone on a worker's metrics port.
+framework it is built with); `metrics_server` serves it alone on a worker's metrics port.
 It needs the admin token (bearer header or the admin session cookie) unless VAULTLINE_METRICS_PUBLIC is set (a
 scrape on a private network)."""
 
@@ -84,24 +84,9 @@ def with_metrics(app: ASGIApp, settings: Any, token: str, runtime: Any) -> ASGIA
     return MetricsApp(app, token=token, public=settings.metrics_public, refresh=runtime_refresh(runtime))
 
 
-class MetricsServer:
-    """A worker's own small HTTP server for /metrics (and /health)."""
+def metrics_server(*, host: str, port: int, token: str | None, public: bool, refresh: Refresh | None) -> Any:
+    """A worker's own small HTTP server for /metrics (and /health): an AdminServer (uvicorn in
+    our loop) around MetricsApp alone."""
+    from vaultline.entrypoints.admin import AdminServer
 
-    def __init__(self, *, host: str, port: int, token: str | None, public: bool, refresh: Refresh | None) -> None:
-        from vaultline.entrypoints.admin import AdminServer
-
-        self.server = AdminServer(MetricsApp(None, token=token, public=public, refresh=refresh), host=host, port=port)
-
-    async def serve(self) -> None:
-        await self.server.serve()
-
-    @property
-    def started(self) -> bool:
-        return self.server.started
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def stop(self) -> None:
-        await self.server.stop()
+    return AdminServer(MetricsApp(None, token=token, public=public, refresh=refresh), host=host, port=port)

@@ -14,7 +14,7 @@ from tests.waiting import wait_until
 from vaultline.adapters.bus.topology import ConsumerSpec
 from vaultline.bootstrap import Runtime
 from vaultline.domain.retry import PermanentError
-from vaultline.entrypoints.metrics_http import MetricsServer, runtime_refresh
+from vaultline.entrypoints.metrics_http import metrics_server, runtime_refresh
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ async def test_metrics_parse_and_move_when_events_are_handled(settings, pool):
     events = seed_events()
     custom = {"boom": (ConsumerSpec("boom", ("image.rejected.>",), max_deliver=1), _boom)}
     async with Runtime(settings, ["analytics", "boom"], relay=False, custom=custom) as rt:
-        server = MetricsServer(host="127.0.0.1", port=0, token=TOKEN, public=False, refresh=runtime_refresh(rt))
+        server = metrics_server(host="127.0.0.1", port=0, token=TOKEN, public=False, refresh=runtime_refresh(rt))
         task = asyncio.create_task(server.serve())
         try:
             await wait_until(lambda: server.started, what="metrics server")
@@ -93,7 +93,7 @@ async def test_metrics_parse_and_move_when_events_are_handled(settings, pool):
 
 
 async def test_metrics_public_needs_no_token(settings, pool):
-    server = MetricsServer(host="127.0.0.1", port=0, token=None, public=True, refresh=None)
+    server = metrics_server(host="127.0.0.1", port=0, token=None, public=True, refresh=None)
     task = asyncio.create_task(server.serve())
     try:
         await wait_until(lambda: server.started, what="metrics server")

@@ -223,32 +223,24 @@ _DAILY_METRICS = (a.GENERATED, a.APPROVED, a.UPLOADED, a.SENDS, a.OFFERS, a.PURC
 # (an upper bound of any period's), their period totals read by index; stop once the N-th best
 # period revenue beats the all-time revenue of every candidate not read yet.
 _BATCH, _MAX_BATCHES, _SHORT_DAYS = 200, 5, 31
+def _top_sql(daily: str, key: str, key_type: str, columns: tuple[str, ...]) -> tuple[str, str]:
+    """(period totals of given candidates, plain aggregation of the whole period) for one daily table."""
+    sums = ", ".join(f"sum(d.{c})::bigint AS {c}" for c in columns)
+    period = f"""SELECT u.creator, u.key AS {key}, {sums}
+                 FROM unnest($3::text[], $4::{key_type}[]) AS u(creator, key)
+                 JOIN {daily} d ON d.creator = u.creator AND d.{key} = u.key AND d.day BETWEEN $1 AND $2
+                 GROUP BY 1, 2"""
+    full = f"""SELECT d.creator, d.{key}, {sums} FROM {daily} d
+               WHERE d.day BETWEEN $1 AND $2 AND ($3::text IS NULL OR d.creator = $3)
+               GROUP BY d.creator, d.{key} HAVING sum(d.revenue_cents) > 0
+               ORDER BY revenue_cents DESC, purchases DESC, d.{key} LIMIT $4"""
+    return period, full
+
+
 _TOP = {
-    "fans": (
-        "analytics_fans", "fan_id",
-        """SELECT u.creator, u.key AS fan_id, sum(d.sales)::bigint AS sales, sum(d.purchases)::bigint AS purchases,
-                  sum(d.revenue_cents)::bigint AS revenue_cents
-           FROM unnest($3::text[], $4::text[]) AS u(creator, key)
-           JOIN analytics_fan_daily d ON d.creator = u.creator AND d.fan_id = u.key AND d.day BETWEEN $1 AND $2
-           GROUP BY 1, 2""",
-        """SELECT creator, fan_id, sum(sales)::bigint AS sales, sum(purchases)::bigint AS purchases,
-                  sum(revenue_cents)::bigint AS revenue_cents
-           FROM analytics_fan_daily WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3)
-           GROUP BY creator, fan_id HAVING sum(revenue_cents) > 0
-           ORDER BY revenue_cents DESC, purchases DESC, fan_id LIMIT $4""",
-    ),
-    "content": (
-        "analytics_content", "content_id",
-        """SELECT u.creator, u.key AS content_id, sum(d.purchases)::bigint AS purchases,
-                  sum(d.revenue_cents)::bigint AS revenue_cents
-           FROM unnest($3::text[], $4::uuid[]) AS u(creator, key)
-           JOIN analytics_content_daily d ON d.creator = u.creator AND d.content_id = u.key AND d.day BETWEEN $1 AND $2
-           GROUP BY 1, 2""",
-        """SELECT creator, content_id, sum(purchases)::bigint AS purchases, sum(revenue_cents)::bigint AS revenue_cents
-           FROM analytics_content_daily WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR creator = $3)
-           GROUP BY creator, content_id HAVING sum(revenue_cents) > 0
-           ORDER BY revenue_cents DESC, purchases DESC, content_id LIMIT $4""",
-    ),
+    "fans": ("analytics_fans", "fan_id", *_top_sql("analytics_fan_daily", "fan_id", "text", ("sales", "purchases", "revenue_cents"))),
+    "content": ("analytics_content", "content_id",
+                *_top_sql("analytics_content_daily", "content_id", "uuid", ("purchases", "revenue_cents"))),
 }  # fmt: skip
 
 
