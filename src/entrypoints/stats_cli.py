@@ -38,6 +38,19 @@ def _creator(value: str | None) -> str | None:
     return value
 
 
+def _run(coro: object) -> object:
+    """Run a database call; a missing migration or an unreachable database is a clear exit 1."""
+    import asyncpg
+
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except asyncpg.UndefinedTableError:
+        err.print("[red]the analytics tables do not exist[/red]: run `vaultline migrate` (migration 0009)")
+    except (OSError, asyncpg.PostgresError) as e:
+        err.print(f"[red]could not read the database[/red]: {e}")
+    raise typer.Exit(1)
+
+
 async def fetch_stats(s: Settings, *, creator: str | None, since: date, until: date, top: int = 10) -> Stats:
     from vaultline.adapters.db import create_pool
     from vaultline.adapters.db.analytics import load_stats
@@ -90,7 +103,7 @@ def stats_command(
 ) -> None:
     """Revenue, conversion, the image funnel, replies, top content and fans for a period."""
     if rebuild_all:
-        asyncio.run(rebuild(connected(data_dir, need_db=True)))
+        _run(rebuild(connected(data_dir, need_db=True)))
         err.print("analytics: aggregates emptied; the analytics consumer replays the stream from its start")
         return
     if as_json and as_csv:
@@ -102,7 +115,7 @@ def stats_command(
         err.print(f"[red]{e.message}[/red]")
         raise typer.Exit(2) from None
     s = connected(data_dir, need_db=True, need_nats=False)
-    stats = asyncio.run(fetch_stats(s, creator=_creator(creator), since=first, until=last, top=top))
+    stats: Stats = _run(fetch_stats(s, creator=_creator(creator), since=first, until=last, top=top))  # type: ignore[assignment]
     if as_json:
         sys.stdout.write(stats.model_dump_json(indent=2) + "\n")
     elif as_csv:
@@ -129,7 +142,7 @@ def report_command(
         raise typer.Exit(2)
     first, last, label = period_bounds(period, _date(on, "--date") or today())  # type: ignore[arg-type]
     s = connected(data_dir, need_db=True, need_nats=False)
-    stats = asyncio.run(fetch_stats(s, creator=_creator(creator), since=first, until=last))
+    stats: Stats = _run(fetch_stats(s, creator=_creator(creator), since=first, until=last))  # type: ignore[assignment]
     title = f"vaultline {period} report {label}" + (f" — {creator}" if creator else "")
     text = to_html(stats, title) if fmt == "html" else to_markdown(stats, title)
     if out_file is None:

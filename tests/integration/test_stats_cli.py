@@ -106,3 +106,8 @@ async def test_report_for_a_week_as_markdown_and_html(seeded_db, tmp_path):
 
     r = vl(seeded_db, "report", "--period", "year", "--data-dir", str(tmp_path))
     assert r.returncode == 2 and "--period must be day, week or month" in r.stderr
+
+
+async def test_stats_on_a_database_without_the_analytics_tables(database_url, tmp_path):
+    r = vl(database_url, "stats", "--data-dir", str(tmp_path))
+    assert r.returncode == 1 and "vaultline migrate" in r.stderr, r.stderr
