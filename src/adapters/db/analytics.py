@@ -31,7 +31,8 @@ class PostgresAnalyticsTx:
         await self._uow.add_outbox(event)
 
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
-        items = [(m, d, v) for (m, d), v in counts.items() if v]
+        # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
+        items = sorted((m, d, v) for (m, d), v in counts.items() if v)
         if not items:
             return
         await self._conn.execute(
