@@ -7,7 +7,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_file: Path | None = None
+    # auto: readable lines on a terminal, JSON lines otherwise (and always in a log file).
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     # Consumer tuning (applied by `vaultline provision`).
     max_deliver: int = 8

@@ -19,7 +19,8 @@ from typing import Any
 
 from vaultline.adapters.faces import FaceFinder
 from vaultline.adapters.imaging import BadImage, decode, encode_pair
-from vaultline.domain.crop import MODES, CutDecision, decide_cut
+from vaultline.domain.crop import CutDecision, decide_cut
+from vaultline.events import CROP_MODES
 from vaultline.events import CutBox, ImageCropped
 
 __all__ = ["BadImage", "CropResult", "Cropper"]
@@ -101,8 +102,8 @@ class Cropper:
 
         Raises BadImage for unreadable or unsafe input, ValueError for an unknown mode. An image
         without a usable face is not an error: it gets the 30 % fallback cut (see decision)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(MODES)}")
+        if mode not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(CROP_MODES)}")
         t0 = time.perf_counter()
         decoded = decode(data)
         t1 = time.perf_counter()

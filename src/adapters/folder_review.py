@@ -76,22 +76,22 @@ def _prepare(creator_dir: Path) -> list[Path]:
 async def decide_file(path: Path, *, root: Path, uow: UnitOfWorkFactory, settings: Settings) -> Outcome:
     """The decision a file at `path` (inside `root`) stands for, made at most once."""
     try:
-        parts = path.relative_to(root).parts
+        rel = path.relative_to(root).as_posix()
     except ValueError:
         return Outcome(path, "ignored", reason="outside the library root")
-    creator, name = parts[0], parts[-1]
+    creator, name = rel.split("/", 1)[0], library.name_of(rel)
     cid = library.content_id_from_name(name)
     if cid is None:
         return Outcome(path, "ignored", reason="not a library file name (no content id)")
-    if len(parts) == 4 and parts[1] == library.APPROVED:
-        vault = parts[2]
+    stage, vault = library.stage_of(rel) or (None, None)
+    if stage == library.APPROVED and vault is not None:
         if vault not in VAULTS:
             return Outcome(path, "ignored", str(cid), f"{vault!r} is not a vault folder ({', '.join(VAULTS)})")
         action = "approved"
-    elif len(parts) == 3 and parts[1] == library.REJECTED:
-        vault, action = None, "rejected"
+    elif stage == library.REJECTED and vault is None:
+        action = "rejected"
     else:
-        where = "/".join(parts[1:-1])
+        where = "/".join(rel.split("/")[1:-1])
         return Outcome(path, "ignored", str(cid), f"{where}/ is not a decision folder (4_approved/<vault>/ or rejected/)")
 
     async with uow() as tx:

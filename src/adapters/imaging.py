@@ -34,6 +34,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from vaultline.domain import png
+
 # Refuse images above 64 megapixels before decoding them (an 832x1216 render is 1 MP; a 64 MP
 # RGBA image needs 256 MB of RAM). Pillow's own limit (89 MP warning, 179 MP error) is left
 # untouched for the rest of the process; its warning is turned into an error during decode.
@@ -48,8 +50,8 @@ PNG_ZLIB_LEVEL = 1
 PNG_ZLIB_STRATEGY = zlib.Z_RLE
 _IDAT_SIZE = 1 << 18  # split IDAT into 256 KiB chunks, as most encoders do
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TEXT_CHUNK_TYPES = (b"tEXt", b"zTXt", b"iTXt")
+PNG_SIGNATURE = png.SIGNATURE
+TEXT_CHUNK_TYPES = png.TEXT_CHUNK_TYPES
 # Text keywords through which PNGs carry EXIF/XMP; exif_transpose rewrites them, so after a
 # rotation they are rebuilt from the updated values instead of copied.
 _ORIENTATION_CARRIERS = ("Raw profile type exif", "XML:com.adobe.xmp")
@@ -290,22 +292,15 @@ def read_text_chunks(data: bytes) -> dict[str, str]:
     return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
 
 
-def png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     """(type, data) of every chunk of a PNG, without checking CRCs (Pillow did on decode)."""
-    if not png.startswith(PNG_SIGNATURE):
+    if not data.startswith(png.SIGNATURE):
         raise BadImage("not a PNG (bad signature)")
-    chunks, pos = [], len(PNG_SIGNATURE)
-    while pos + 8 <= len(png):
-        length, ctype = struct.unpack(">I4s", png[pos : pos + 8])
-        chunks.append((ctype, png[pos + 8 : pos + 8 + length]))
-        pos += 12 + length
-        if ctype == b"IEND":
-            break
-    return chunks
+    return list(png.chunks(data))
 
 
-def png_text_chunks(png: bytes) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((t, d) for t, d in png_chunks(png) if t in TEXT_CHUNK_TYPES)
+def png_text_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((t, d) for t, d in png_chunks(data) if t in png.TEXT_CHUNK_TYPES)
 
 
 def _chunk_keyword(data: bytes) -> str:

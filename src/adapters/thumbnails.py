@@ -3,22 +3,22 @@ files under DATA_DIR/cache/thumbs, keyed by everything that decides which pixels
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncio
+from vaultline.adapters.files import write_atomic
+from vaultline.domain import png
 
 THUMB_WIDTH = 320
 
 
 def media_type(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if data.startswith(png.SIGNATURE):
         return "image/png"
     if data.startswith(b"\xff\xd8"):
         return "image/jpeg"
@@ -76,24 +76,9 @@ class ThumbnailCache:
 
 
 def _write_cache(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)  # concurrent requests for one thumbnail: last rename wins, whole
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    write_atomic(path, data)
     # Older versions of this item's thumbnail (before a recrop) are garbage now.
     prefix = path.name.split("-v", 1)[0] + "-v"
     for old in path.parent.glob(prefix + "*.jpg"):
         if old != path:
-            _unlink_quietly(old)
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+            old.unlink(missing_ok=True)

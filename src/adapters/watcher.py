@@ -31,14 +31,14 @@ from typing import Any
 import structlog
 from watchfiles import Change, awatch
 
+from vaultline.domain import png
+
 log = structlog.get_logger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 # Names download managers, editors and our own LocalStorage use while a file is in progress.
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp", ".vltmp", "~")
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 CHECKS_PER_ROUND = 64
 
@@ -56,7 +56,7 @@ def is_complete_image(path: Path | str) -> bool:
         with open(path, "rb") as f:
             head = f.read(12)
             size = os.fstat(f.fileno()).st_size
-            if head.startswith(PNG_SIGNATURE):
+            if head.startswith(png.SIGNATURE):
                 return _png_complete(f, size)
             if head.startswith(b"\xff\xd8"):
                 f.seek(0)
@@ -71,22 +71,14 @@ def is_complete_image(path: Path | str) -> bool:
 def _png_complete(f: Any, size: int) -> bool:
     # Walk the chunk headers with seeks (cheap even for large files): a truncated file either
     # runs out mid-chunk or never reaches IEND; IEND must be the last 12 bytes.
-    pos = len(PNG_SIGNATURE)
-    for _ in range(1_000_000):
+    def read(pos: int, n: int) -> bytes:
         f.seek(pos)
-        header = f.read(8)
-        if len(header) < 8:
-            return False
-        length, ctype = struct.unpack(">I4s", header)
-        pos += 12 + length  # length + type + data + crc
-        if pos > size:
-            return False
-        if ctype == b"IEND":
-            if pos != size:
-                return False
-            f.seek(size - 12)
-            return f.read(12) == PNG_IEND
-    return False
+        return f.read(n)
+
+    last = None
+    for last in png.walk(read, size):
+        pass
+    return last is not None and last.type == b"IEND" and last.end == size and read(size - 12, 12) == png.IEND
 
 
 def _jpeg_complete(data: bytes) -> bool:

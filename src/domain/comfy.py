@@ -16,11 +16,11 @@ must not stop an image from entering the pipeline.
 from __future__ import annotations
 
 import json
-import struct
 import zlib
 from typing import Any
 
 from vaultline.events import CROP_MODES, SLUG_RE, ComfyMeta
+from vaultline.domain import png
 
 SAMPLERS = frozenset(
     {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
@@ -98,24 +98,15 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
     """tEXt / zTXt / iTXt chunks of PNG bytes (what PIL exposes as `Image.text`), without
     decoding the image. Stops quietly at the first malformed chunk."""
     out: dict[str, str] = {}
-    if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:8]) != b"\x89PNG\r\n\x1a\n":
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         return out
-    mv = memoryview(data)
-    pos, n = 8, len(mv)
-    while pos + 8 <= n:
-        length, ctype = struct.unpack(">I4s", mv[pos : pos + 8])
-        body_start, body_end = pos + 8, pos + 8 + length
-        if body_end + 4 > n:
-            break
-        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+    for ctype, body in png.chunks(data):
+        if ctype in png.TEXT_CHUNK_TYPES:
             try:
-                key, value = _decode_text_chunk(ctype, bytes(mv[body_start:body_end]))
+                key, value = _decode_text_chunk(ctype, body)
                 out.setdefault(key, value)
             except Exception:  # noqa: BLE001 - one bad chunk does not spoil the others
                 pass
-        elif ctype == b"IEND":
-            break
-        pos = body_end + 4
     return out
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vaultline.events import CROP_MODES
+
 # --------------------------------------------------------------------------- landmark indices
 # Indices of the 468-point MediaPipe face mesh (the same in the 478-point refined mesh).
 # "Right"/"left" are the subject's: the right eye appears on the image's left.
@@ -81,7 +83,6 @@ MIN_FACE_FRACTION = 0.25  # faces smaller than this x the largest one do not mov
 MIN_BOX_IOU = 0.35  # mesh bbox vs detector box; 0.6-0.9 measured on the packaged faces
 MIN_FACE_PX = 8.0  # a mesh shorter than this (forehead to chin) is noise
 
-MODES: tuple[str, ...] = ("no_face", "chin", "lips_only")
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
@@ -284,7 +285,7 @@ def face_cut(face: Face, mode: str) -> tuple[float, str | None]:
         return chin_cut(face), None
     if mode == "lips_only":
         return lips_only_cut(face)
-    raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(MODES)}")
+    raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(CROP_MODES)}")
 
 
 # --------------------------------------------------------------------------- the decision
@@ -300,8 +301,8 @@ def min_keep_rows(height: int) -> int:
 
 def decide_cut(faces: Sequence[Face], width: int, height: int, mode: str) -> CutDecision:
     """Choose the cut row for an image of `width` x `height` with the detected `faces`."""
-    if mode not in MODES:
-        raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode not in CROP_MODES:
+        raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(CROP_MODES)}")
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
 

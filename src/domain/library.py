@@ -35,9 +35,22 @@ def content_id_from_name(name: str) -> uuid.UUID | None:
     return uuid.UUID(m.group(1)) if m else None
 
 
+def folder(creator: str, stage: str, vault: str | None = None) -> str:
+    """`<creator>/<stage>[/<vault>]`: a stage's folder (the prefix of its keys, without `/`)."""
+    return "/".join([creator, stage] + ([vault] if vault else []))
+
+
 def key(creator: str, stage: str, name: str, vault: str | None = None) -> str:
-    parts = [creator, stage] + ([vault] if vault else []) + [name]
-    return "/".join(parts)
+    return f"{folder(creator, stage, vault)}/{name}"
+
+
+def reason_key(key_: str) -> str:
+    """The note beside a rejected file that says why: `<key>.reason.txt`."""
+    return key_ + ".reason.txt"
+
+
+def name_of(key_: str) -> str:
+    return key_.rsplit("/", 1)[-1]
 
 
 def stage_of(key_: str) -> tuple[str, str | None] | None:

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out, settings_for
+from vaultline.events import CROP_MODES
 from vaultline.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -21,9 +22,11 @@ events_app = typer.Typer(no_args_is_help=True, help="The audit trail: events in 
 app.add_typer(events_app, name="events")
 
 def _logging(s: Settings, to_file: bool) -> None:
-    from vaultline.entrypoints.logs import configure_logging
+    from vaultline.entrypoints.logs import configure_logging, filter_native_stderr
 
-    configure_logging(s.log_level, s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None))
+    filter_native_stderr()  # run and worker may load MediaPipe
+    file = s.log_file or (s.data_dir / "logs" / "vaultline.log" if to_file else None)
+    configure_logging(s.log_level, file, "json" if file and s.log_format == "auto" else s.log_format)
 
 
 # --------------------------------------------------------------------------- run / worker
@@ -303,7 +306,7 @@ def _image_files(paths: list[Path]) -> list[Path]:
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Image files, or directories walked for .png/.jpg/.jpeg/.webp."),
     creator: str | None = typer.Option(None, "--creator", help="Persona slug [default: the configured default]."),
-    mode: str | None = typer.Option(None, "--mode", help="Crop mode: no_face | chin | lips_only [default: creator's]."),
+    mode: str | None = typer.Option(None, "--mode", help=f"Crop mode: {' | '.join(CROP_MODES)} [default: creator's]."),
     as_json: bool = JsonOut,
     data_dir: Path = DataDir,
 ) -> None:
@@ -311,7 +314,6 @@ def ingest(
     from rich.progress import Progress
 
     from vaultline.bootstrap import Ingestor, Runtime
-    from vaultline.events import CROP_MODES
 
     if mode is not None and mode not in CROP_MODES:
         err.print(f"[red]unknown mode {mode!r}[/red]; use one of {', '.join(CROP_MODES)}")

@@ -23,7 +23,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vaultline.domain.crop import MODES
+from vaultline.adapters.files import write_atomic
+from vaultline.events import CROP_MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -105,7 +106,7 @@ def crop_one(job: Job) -> dict[str, Any]:
     except Exception as e:  # a bug must not abort the other images; report it with its type
         return {**record, "error": f"{type(e).__name__}: {e}"}
     try:
-        _write_atomic(job.output, result.archive_png)
+        write_atomic(job.output, result.archive_png)
     except OSError as e:
         return {**record, "error": f"cannot write {job.output}: {e.strerror or e}"}
     d = result.decision
@@ -123,18 +124,6 @@ def crop_one(job: Job) -> dict[str, Any]:
         "needs_manual_crop": d.needs_manual_crop,
         "error": None,
     }
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_jobs(jobs: list[Job], workers: int) -> Iterator[dict[str, Any]]:
@@ -166,7 +155,7 @@ def crop_command(
         list[Path],
         typer.Argument(help="Image files, or directories walked for .png/.jpg/.jpeg/.webp.", show_default=False),
     ],
-    mode: Annotated[str, typer.Option("--mode", "-m", help=f"Crop mode: {' | '.join(MODES)}.")] = "no_face",
+    mode: Annotated[str, typer.Option("--mode", "-m", help=f"Crop mode: {' | '.join(CROP_MODES)}.")] = "no_face",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output directory (created if missing).")
     ] = Path("cropped"),
@@ -181,8 +170,8 @@ def crop_command(
     usable face lose their top 30 % (mode_used "fallback"). Progress goes to stderr.
     """
     err = Console(stderr=True, soft_wrap=True)  # no hard wraps inside paths and messages
-    if mode not in MODES:
-        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", param_hint="--mode")
+    if mode not in CROP_MODES:
+        raise typer.BadParameter(f"unknown mode {mode!r}; choose one of {', '.join(CROP_MODES)}", param_hint="--mode")
     jobs = plan_jobs(find_inputs(paths, out), out, mode)
     if not any(job.input.exists() for job in jobs):  # a missing file among good ones is per-image
         missing = [str(p) for p in paths if not p.exists()]
@@ -195,6 +184,9 @@ def crop_command(
         err.print(f"[red]output directory {out} is not writable[/red]: {problem}")
         raise typer.Exit(1)
 
+    from vaultline.entrypoints.logs import filter_native_stderr
+
+    filter_native_stderr()  # MediaPipe's native start-up lines are not for the operator
     counts = {"cropped": 0, "failed": 0, "fallback": 0, "manual": 0}
     progress = Progress(
         TextColumn("cropping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False

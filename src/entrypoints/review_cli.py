@@ -206,13 +206,8 @@ def reject_command(
     """Reject images in review (each id its own decision)."""
     from vaultline.handlers import review
 
-    s = _settings(data_dir)
     reviewer = _reviewer()
-
-    async def decide(uow: Any, cid: Any, row: dict[str, Any]) -> dict[str, Any]:
-        return await review.reject(uow, cid, reason, reviewer)
-
-    _decide_each(s, ids, decide, as_json)
+    _decide_each(_settings(data_dir), ids, lambda uow, cid, _row: review.reject(uow, cid, reason, reviewer), as_json)
 
 
 @review_app.command("retry-upload")
@@ -224,13 +219,8 @@ def retry_upload_command(
     """Retry failed uploads; each resumes at the step that failed."""
     from vaultline.handlers import review
 
-    s = _settings(data_dir)
     reviewer = _reviewer()
-
-    async def decide(uow: Any, cid: Any, row: dict[str, Any]) -> dict[str, Any]:
-        return await review.retry_upload(uow, cid, reviewer)
-
-    _decide_each(s, ids, decide, as_json)
+    _decide_each(_settings(data_dir), ids, lambda uow, cid, _row: review.retry_upload(uow, cid, reviewer), as_json)
 
 
 # --------------------------------------------------------------------------- status

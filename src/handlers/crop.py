@@ -54,12 +54,12 @@ async def handle(
     try:
         result = await crop(data, mode)
     except BadCropInput as e:
-        rejected = library.key(creator, library.REJECTED, raw_key.rsplit("/", 1)[-1])
+        rejected = library.key(creator, library.REJECTED, library.name_of(raw_key))
         # Publish first: a crash before the move redelivers, fails the same way, and the
         # republished event is a duplicate; a crash after it finds the file already moved.
         failed = await _failed(event, publisher, mode, str(e), rejected_key=rejected)
         await storage.move(raw_key, rejected)
-        await storage.put(rejected + ".reason.txt", f"{e}\n".encode(), "text/plain")
+        await storage.put(library.reason_key(rejected), f"{e}\n".encode(), "text/plain")
         return failed
 
     cropped_key = library.key(creator, library.CROPPED, name)

@@ -44,12 +44,12 @@ async def handle(event: Envelope, *, storage: Storage) -> list[str]:
     p = event.payload
     creator = event.creator
     if isinstance(p, ImageApproved):
-        dest_folder = f"{creator}/{library.APPROVED}/{p.vault}"
+        dest_folder = library.folder(creator, library.APPROVED, p.vault)
         # The upload handler reads the same event and files the image under 5_uploaded/ when
         # done; if it got there first, this move is simply no longer needed.
-        later_folder: str | None = f"{creator}/{library.UPLOADED}/{p.vault}"
+        later_folder: str | None = library.folder(creator, library.UPLOADED, p.vault)
     elif isinstance(p, ImageRejected):
-        dest_folder, later_folder = f"{creator}/{library.REJECTED}", None
+        dest_folder, later_folder = library.folder(creator, library.REJECTED), None
     else:
         return []
     try:
@@ -60,8 +60,8 @@ async def handle(event: Envelope, *, storage: Storage) -> list[str]:
     bound = log.bind(content_id=str(content_id), type=event.type, dest=dest_folder)
 
     moved: list[str] = []
-    for src in await _keys_of(storage, f"{creator}/{library.REVIEW}", content_id):
-        dst = f"{dest_folder}/{src.rsplit('/', 1)[-1]}"
+    for src in await _keys_of(storage, library.folder(creator, library.REVIEW), content_id):
+        dst = f"{dest_folder}/{library.name_of(src)}"
         try:
             await storage.move(src, dst)
         except KeyError:
@@ -84,5 +84,5 @@ async def handle(event: Envelope, *, storage: Storage) -> list[str]:
             return []
     if isinstance(p, ImageRejected):
         for dst in moved:
-            await storage.put(dst + ".reason.txt", f"{p.reason}\n".encode(), "text/plain")
+            await storage.put(library.reason_key(dst), f"{p.reason}\n".encode(), "text/plain")
     return moved

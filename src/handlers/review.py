@@ -25,6 +25,7 @@ from vaultline.events import (
     ImageApproved,
     ImageRecropRequested,
     ImageRejected,
+    CROP_MODES,
     MAX_TAG_LEN,
     MAX_TAGS,
     MediaUploadRetryRequested,
@@ -169,7 +170,7 @@ async def reject(uow: UnitOfWorkFactory, content_id: uuid.UUID, reason: str, rev
 async def request_recrop(uow: UnitOfWorkFactory, content_id: uuid.UUID, mode: str, reviewer: str) -> dict[str, Any]:
     """Send an image in review back to the crop handler with another mode."""
     if not isinstance(mode, str):
-        raise Invalid("mode must be one of no_face, chin, lips_only")
+        raise Invalid(f"mode must be one of {', '.join(CROP_MODES)}")
     async with uow() as tx:
         row = await _locked_row(tx, content_id)
         _require_reviewable(row)

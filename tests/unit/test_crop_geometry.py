@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from vaultline.events import CROP_MODES
 from vaultline.domain import crop as C
 from vaultline.domain.crop import Face, decide_cut
 
@@ -144,7 +145,7 @@ def test_lips_only_when_the_nose_reaches_the_lip_line_falls_back():
     assert d.cut_y == math.ceil(200 + 0.66 * 200)
 
 
-@pytest.mark.parametrize("mode", C.MODES)
+@pytest.mark.parametrize("mode", CROP_MODES)
 @pytest.mark.parametrize("roll", [-70, -35, -12, 0, 8, 25, 55, 180])
 def test_privacy_invariant_eyes_and_nose_are_always_removed(mode, roll):
     f = face(top=300, h=220, roll=roll)
@@ -158,7 +159,7 @@ def test_privacy_invariant_eyes_and_nose_are_always_removed(mode, roll):
 # --------------------------------------------------------------------------- several faces
 
 
-@pytest.mark.parametrize("mode", C.MODES)
+@pytest.mark.parametrize("mode", CROP_MODES)
 def test_several_faces_take_the_lowest_cut_so_every_face_is_cut(mode):
     upper = face(cx=250, top=100, h=200, score=0.95)
     lower = face(cx=600, top=500, h=180, score=0.7)

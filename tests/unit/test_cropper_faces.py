@@ -32,7 +32,7 @@ from vaultline.adapters.cropper import Cropper, CropResult  # noqa: E402
 from vaultline.adapters.faces import FaceDetector  # noqa: E402
 from vaultline.adapters.imaging import decode  # noqa: E402
 from vaultline.domain import crop as C  # noqa: E402
-from vaultline.events import ImageCropped  # noqa: E402
+from vaultline.events import CROP_MODES, ImageCropped  # noqa: E402
 
 FALLBACK_CUT = round(0.30 * CANVAS_H)
 
@@ -101,7 +101,7 @@ def placement_png(name: str) -> bytes:
     return face_png([PLACEMENTS[name]], text=comfy_text())
 
 
-@pytest.mark.parametrize("mode", C.MODES)
+@pytest.mark.parametrize("mode", CROP_MODES)
 @pytest.mark.parametrize("name", PLACEMENTS)
 def test_cut_row_follows_the_original_landmarks(cropper, detector, original_landmarks, name, mode):
     placement = PLACEMENTS[name]
