@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from vaultline.domain import analytics as a
+from vaultline.domain.retry import PermanentError
 from vaultline.events import (
     Envelope,
     FanFollowed,
@@ -134,6 +135,13 @@ def _one(metric: str, dim: str = "") -> Counts:
     return {(metric, dim): 1}
 
 
+def _content_id(e: Envelope) -> uuid.UUID:
+    try:
+        return uuid.UUID(e.key)
+    except ValueError as err:
+        raise PermanentError(f"{e.type} key {e.key!r} is not a content id") from err
+
+
 async def _generated(e: Envelope, tx: AnalyticsTx) -> None:
     await tx.bump(e.creator, a.day_of(e.occurred_at), _one(a.GENERATED))
 
@@ -150,7 +158,7 @@ async def _crop_failed(e: Envelope, tx: AnalyticsTx) -> None:
 
 async def _approved(e: Envelope, tx: AnalyticsTx) -> None:
     p: ImageApproved = e.payload
-    await tx.remember_content(e.creator, uuid.UUID(e.key), vault=p.vault, category=p.category,
+    await tx.remember_content(e.creator, _content_id(e), vault=p.vault, category=p.category,
                               price_cents=p.price_cents, overwrite=True)  # fmt: skip
     await tx.bump(e.creator, a.day_of(e.occurred_at), {(a.APPROVED, ""): 1, (a.APPROVED, a.dim("vault", p.vault)): 1})
 
@@ -161,7 +169,7 @@ async def _rejected(e: Envelope, tx: AnalyticsTx) -> None:
 
 async def _uploaded(e: Envelope, tx: AnalyticsTx) -> None:
     p: MediaUploaded = e.payload
-    await tx.remember_content(e.creator, uuid.UUID(e.key), vault=p.vault, category=None, price_cents=None, overwrite=False)
+    await tx.remember_content(e.creator, _content_id(e), vault=p.vault, category=None, price_cents=None, overwrite=False)
     await tx.bump(e.creator, a.day_of(e.occurred_at), _one(a.UPLOADED))
 
 
