@@ -144,7 +144,8 @@ def report_command(
     s = connected(data_dir, need_db=True, need_nats=False)
     stats: Stats = _run(fetch_stats(s, creator=_creator(creator), since=first, until=last))  # type: ignore[assignment]
     title = f"vaultline {period} report {label}" + (f" — {creator}" if creator else "")
-    text = to_html(stats, title) if fmt == "html" else to_markdown(stats, title)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = to_html(stats, title, generated) if fmt == "html" else to_markdown(stats, title, generated)
     if out_file is None:
         sys.stdout.write(text)
         return

@@ -125,8 +125,9 @@ def to_csv(s: Stats) -> str:
     return buf.getvalue()
 
 
-def to_markdown(s: Stats, title: str) -> str:
-    lines = [f"# {title}", "", f"_{scope(s)}_", "", "| | |", "|---|---:|"]
+def to_markdown(s: Stats, title: str, generated: str = "") -> str:
+    lines = [f"# {title}", "", f"_{scope(s)}_" + (f" — generated {generated}" if generated else ""), "", "| | |",
+             "|---|---:|"]  # fmt: skip
     lines += [f"| {k} | {v} |" for k, v in _headline(s)]
     for name, header, rows in _sections(s):
         lines += ["", f"## {name}", ""]
@@ -139,7 +140,7 @@ def to_markdown(s: Stats, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(s: Stats, title: str) -> str:
+def to_html(s: Stats, title: str, generated: str = "") -> str:
     """A self-contained report page (inline style only; no script)."""
     e = html.escape
     parts = [
@@ -148,7 +149,7 @@ def to_html(s: Stats, title: str) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
         "margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:.25em .6em}td+td,th+th{text-align:right}"
         "h2{margin-top:1.5em}</style></head><body>",
-        f"<h1>{e(title)}</h1><p><em>{e(scope(s))}</em></p>",
+        f"<h1>{e(title)}</h1><p><em>{e(scope(s))}</em>{e(f' — generated {generated}' if generated else '')}</p>",
         "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _headline(s)) + "</table>",
         "<h2>Revenue per day</h2>", svg_revenue_per_day(s),
         "<h2>Funnel</h2>", svg_funnel(s),

@@ -94,7 +94,7 @@ async def test_report_for_a_week_as_markdown_and_html(seeded_db, tmp_path):
     text = md.read_text()
     # 2026-11-03 is in ISO week 45: Monday 11-02 to Sunday 11-08, so D1..D3 are all in it.
     assert text.startswith("# vaultline week report 2026-W45")
-    assert "2026-11-02 to 2026-11-08" in text
+    assert "2026-11-02 to 2026-11-08" in text and "generated 20" in text
     assert "| Revenue | $79.99 |" in text and "| Conversion (PPV purchases / offers) | 60.0% |" in text
     assert "| fan_c | @fan_c | 2 | 2 | $28.00 |" in text
     html = page.read_text()
