@@ -31,7 +31,8 @@ from nats.js.api import AckPolicy, ConsumerConfig  # noqa: E402
 
 from vaultline.adapters.bus.topology import ConsumerSpec  # noqa: E402
 from vaultline.adapters.db import migrate  # noqa: E402
-from vaultline.adapters.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
+from vaultline.adapters.embedded.nats import EmbeddedNats  # noqa: E402
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from vaultline.bootstrap import Runtime  # noqa: E402
 from vaultline.events import new_event  # noqa: E402
 from vaultline.settings import Settings  # noqa: E402

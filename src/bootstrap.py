@@ -73,8 +73,12 @@ def _crop(p: Ports) -> RawHandler:
     runner = p.extra["crop_runner"] = CropRunner(threads=p.extra.get("concurrency", 1))
     assert p.storage is not None
 
+    every = CONSUMERS["crop"].heartbeat_every_s
+
     async def run(event: Envelope, d: Delivery) -> None:
-        await crop.handle(event, storage=p.storage, crop=runner, publisher=p.publisher)
+        await crop.handle(
+            event, storage=p.storage, crop=runner, publisher=p.publisher, heartbeat=d.in_progress, heartbeat_every=every
+        )
 
     return event_handler(run)
 
@@ -93,7 +97,8 @@ def _upload(p: Ports) -> RawHandler:
 
     store = PostgresUploadStore(p.pool)
     assert p.storage is not None
-    max_deliver = CONSUMERS["upload"].max_deliver or p.settings.max_deliver
+    spec = CONSUMERS["upload"]
+    max_deliver = spec.max_deliver_or(p.settings.max_deliver)
 
     async def run(event: Envelope, d: Delivery) -> None:
         await upload.handle(
@@ -103,6 +108,8 @@ def _upload(p: Ports) -> RawHandler:
             platform_for=p.platforms,
             vault_folder_for=lambda creator, vault: p.settings.creator(creator).vault_folder(vault),
             final_attempt=d.deliveries >= max_deliver,
+            heartbeat=d.in_progress,
+            heartbeat_every=spec.heartbeat_every_s,
         )
 
     return event_handler(run)
@@ -327,40 +334,18 @@ class Ingestor:
         )
 
 
-async def watch_comfy_folders(
-    runtime: Runtime, creator: str, folders: list[Any], on_result: Callable[[Any, Any], Any] | None = None
-) -> None:
-    """Ingest every complete image that appears under a creator's ComfyUI output folders.
-    `on_result(path, IngestResult | Exception)` is told about each file."""
-    from contextlib import aclosing
-
-    from vaultline.adapters.watcher import watch_complete_files
-
-    assert runtime.ports is not None
-    ingestor = Ingestor(runtime.ports)
-    async with aclosing(watch_complete_files(folders, stop_event=runtime.stop_event)) as paths:
-        async for path in paths:
-            result: Any
-            try:
-                data = await asyncio.to_thread(path.read_bytes)
-                result = await ingestor.ingest_bytes(data, filename=path.name, source="watcher", creator=creator)
-            except Exception as e:  # one bad file must not stop the watcher
-                log.exception("could not ingest watched file", path=str(path))
-                result = e
-            if on_result is not None:
-                on_result(path, result)
-
-
 def background_tasks(runtime: Runtime) -> list[Any]:
     """Long-running coroutines `vaultline run` adds beside the handlers: one folder watcher
     per creator with ComfyUI output folders configured, and the review-folder watcher that
     turns files moved by hand into decisions."""
+    from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
+
     tasks = []
     for slug, creator in runtime.settings.creators().items():
         if creator.comfy_output_dirs:
             tasks.append(watch_comfy_folders(runtime, slug, list(creator.comfy_output_dirs)))
     if not runtime.settings.s3_bucket:  # deciding by moving files needs the library on local disk
-        from vaultline.adapters.folder_review import watch_review_folders
+        from vaultline.entrypoints.drivers.folder_review import watch_review_folders
 
         assert runtime.ports is not None
         s = runtime.settings

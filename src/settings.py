@@ -5,14 +5,53 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vaultline.events import SLUG_RE, CropMode, Vault
+
+
+# Placeholders of deploy/.env.example and documentation examples: never accepted as secrets.
+PLACEHOLDER_SECRET = re.compile(r"change[-_ ]?me|^(secret|password|token|admin|example|x+|\.\.\.|<.*>)$", re.I)
+
+
+MIN_TOKEN_LENGTH = 32
+
+
+def is_placeholder(secret: str) -> bool:
+    return bool(PLACEHOLDER_SECRET.search(secret.strip()))
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` must not guard the admin app (None when it may): empty, a placeholder or
+    shorter than MIN_TOKEN_LENGTH characters."""
+    token = token.strip()
+    if not token:
+        return "is empty"
+    if is_placeholder(token):
+        return f"is the placeholder {token!r} (from deploy/.env.example?)"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} random ones are needed"
+    return None
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in a URL (or a comma-separated list of them, as for NATS)."""
+    found = []
+    for part in url.split(","):
+        try:
+            password = urlsplit(part.strip()).password
+        except ValueError:
+            continue
+        if password:
+            found.append(password)
+    return found
 
 
 class CreatorConfig(BaseModel):
@@ -47,6 +86,17 @@ class Settings(BaseSettings):
     # falls back to a free one (written to runtime.json); 0 always picks a free one.
     admin_port: int = 8765
     admin_token: str | None = None
+    # The ComfyUI node's token: POST /api/ingest only. Unset: DIR/ingest-token (created 0600).
+    ingest_token: str | None = None
+    # A non-loopback admin_host needs TLS (both files, PEM) or admin_insecure_bind (`run
+    # --insecure-bind`), e.g. behind a TLS proxy or in a container published on loopback.
+    admin_tls_cert: Path | None = None
+    admin_tls_key: Path | None = None
+    admin_insecure_bind: bool = False
+    # Host names the admin app answers to besides loopback names and admin_host (Host header check).
+    admin_trusted_hosts: list[str] = Field(default_factory=list)
+    # Largest image the ingest hook accepts (bytes); bigger uploads get 413 and store nothing.
+    ingest_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
     # Storage: local folders under data_dir/library unless an S3 bucket is set.
     storage_root: Path | None = None
@@ -64,6 +114,10 @@ class Settings(BaseSettings):
     metrics_public: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+
+    # A file in a watched ComfyUI folder that is still not a complete image this many seconds
+    # after its last change moves to <creator>/rejected/ with a .reason.txt (a "problem").
+    watch_reject_after_s: float = 30.0
 
     log_level: str = "INFO"
     log_file: Path | None = None
@@ -83,6 +137,31 @@ class Settings(BaseSettings):
         if not SLUG_RE.match(v):
             raise ValueError(f"default_creator must be a slug: {v!r}")
         return v
+
+    @field_validator("admin_token", "ingest_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> "Settings":
+        """deploy/.env.example's `change-me` values must not reach a running service, and a
+        configured token must be long enough not to be guessed."""
+        for name, token in (("VAULTLINE_ADMIN_TOKEN", self.admin_token), ("VAULTLINE_INGEST_TOKEN", self.ingest_token)):
+            problem = token_problem(token) if token is not None else None
+            if problem:
+                raise ValueError(f"{name} {problem}: set a random one (e.g. `openssl rand -hex 32`)")
+        candidates: list[tuple[str, str]] = []
+        for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
+            candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
+        for name, value in candidates:
+            if is_placeholder(value):
+                raise ValueError(
+                    f"{name} is the placeholder {value!r} (from deploy/.env.example?): set a real, random secret"
+                )
+        if (self.admin_tls_cert is None) != (self.admin_tls_key is None):
+            raise ValueError("set both VAULTLINE_ADMIN_TLS_CERT and VAULTLINE_ADMIN_TLS_KEY, or neither")
+        return self
 
     # ------------------------------------------------------------------ derived
 

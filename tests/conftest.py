@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vaultline.adapters.embedded import (
-    EmbeddedNats,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-)
+from tests.databases import create_database, drop_database
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -33,6 +30,23 @@ def _pg_temp_dir() -> Path:
     # Not under pytest's tmp_path: every pytest run re-chmods /tmp/pytest-of-<user> to 0700,
     # which would lock the PostgreSQL system user out of a cluster another run is using.
     return Path(tempfile.mkdtemp(prefix="vaultline-test-pg-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_system_dir():
+    """Running as root, EmbeddedPostgres keeps clusters under VAULTLINE_PG_SYSTEM_DIR (default
+    /var/lib/vaultline): a directory of this session's, removed at its end (e2e runs inherit it)."""
+    if os.environ.get("VAULTLINE_PG_SYSTEM_DIR"):
+        yield Path(os.environ["VAULTLINE_PG_SYSTEM_DIR"])
+        return
+    base = Path(tempfile.mkdtemp(prefix="vaultline-test-system-"))
+    base.chmod(0o711)  # the PostgreSQL system user traverses it, as it does /var/lib
+    os.environ["VAULTLINE_PG_SYSTEM_DIR"] = str(base / "vaultline")
+    try:
+        yield base / "vaultline"
+    finally:
+        del os.environ["VAULTLINE_PG_SYSTEM_DIR"]
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- NATS

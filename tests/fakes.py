@@ -3,6 +3,7 @@ real adapter (tests/contract/)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from typing import Any
@@ -115,6 +116,7 @@ class FakeUploadStore:
         self.review: dict[uuid.UUID, tuple[str, str]] = {}
         self.outbox: list[Envelope] = []
         self.saves: list[str] = []
+        self.locked: set[uuid.UUID] = set()
 
     async def start(self, state):
         if state.content_id not in self.states:
@@ -125,15 +127,36 @@ class FakeUploadStore:
         state = self.states.get(content_id)
         return self._copy(state) if state else None
 
-    async def save(self, state) -> None:
+    def _check(self, state, expected_step: str) -> None:
+        from vaultline.handlers.upload import LostRace
+
+        stored = self.states.get(state.content_id)
+        if stored is None or stored.step != expected_step:
+            raise LostRace(f"upload of {state.content_id} is no longer at step {expected_step!r}")
+
+    async def save(self, state, expected_step: str) -> None:
+        self._check(state, expected_step)
         self.states[state.content_id] = self._copy(state)
         self.saves.append(state.step)
 
-    async def finish(self, state, uploaded: Envelope) -> None:
+    @contextlib.asynccontextmanager
+    async def exclusive(self, content_id: uuid.UUID):
+        if content_id in self.locked:
+            yield False
+            return
+        self.locked.add(content_id)
+        try:
+            yield True
+        finally:
+            self.locked.discard(content_id)
+
+    async def finish(self, state, uploaded: Envelope, expected_step: str) -> None:
+        self._check(state, expected_step)
         self.states[state.content_id] = self._copy(state, step="done")
         self.outbox.append(uploaded)
 
-    async def fail(self, state, failed: Envelope) -> None:
+    async def fail(self, state, failed: Envelope, expected_step: str) -> None:
+        self._check(state, expected_step)
         self.states[state.content_id] = self._copy(state, step="failed")
         self.outbox.append(failed)
 

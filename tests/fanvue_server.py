@@ -20,7 +20,7 @@ Observation: `counts[route]` (route names below), `requests` (method, path, rout
 
 Routes: oauth.authorize, oauth.token, users.me, media.create_upload, media.part_url, s3.put_part,
 media.complete_upload, media.get, vault.list, vault.create, vault.get, vault.attach,
-vault.list_media, posts.create.
+vault.list_media, posts.create, posts.list.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ class FanvueTestServer:
             Route(f"{p}/vault/folders/{{name}}/media", self._folder_media, methods=["GET"],
                   name="vault.list_media"),
             Route(f"{p}/posts", self._create_post, methods=["POST"], name="posts.create"),
+            Route(f"{p}/posts", self._list_posts, methods=["GET"], name="posts.list"),
         ])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -625,6 +626,17 @@ class FanvueTestServer:
             data = [{"uuid": u, "name": self.media[u]["name"], "mediaType": self.media[u]["mediaType"],
                      "createdAt": self.media[u]["createdAt"]} for u in f["media"]]
         return JSONResponse({"data": data, "pagination": {"page": 1, "size": len(data), "hasMore": False}})
+
+    async def _list_posts(self, request: Request) -> Response:
+        if resp := await self._enter(request, "posts.list"):
+            return resp
+        page = max(1, int(request.query_params.get("page", 1)))
+        size = max(1, int(request.query_params.get("size", 15)))
+        with self._lock:
+            items = list(reversed(self.posts))  # newest first
+        chunk = items[(page - 1) * size: page * size]
+        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
+                                                           "hasMore": page * size < len(items)}})
 
     async def _create_post(self, request: Request) -> Response:
         if resp := await self._enter(request, "posts.create"):

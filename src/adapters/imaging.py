@@ -121,8 +121,9 @@ class Decoded:
 # --------------------------------------------------------------------------- decoding
 
 
-def _open_checked(data: bytes) -> Image.Image:
-    """Open and fully load `data`, raising BadImage for anything unsafe or broken."""
+def open_checked(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Open and fully load `data`, raising BadImage for anything unsafe or broken. `draft`
+    (JPEG only) decodes at a reduced scale no smaller than that size, for previews."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     if len(data) > MAX_BYTES:
@@ -151,6 +152,8 @@ def _open_checked(data: bytes) -> Image.Image:
         # file fails here instead of coming back with grey/black rows.
         if ImageFile.LOAD_TRUNCATED_IMAGES:
             raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; truncated images would pass as good")
+        if draft is not None:
+            im.draft("RGB", draft)
         try:
             im.load()
         except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
@@ -169,7 +172,7 @@ def _describe(data: bytes) -> str:
 
 def decode(data: bytes) -> Decoded:
     """Decode image bytes safely; see the module doc for what is accepted and how."""
-    im = _open_checked(data)
+    im = open_checked(data)
     fmt = im.format or "?"
     source_mode = im.mode
     text = {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
@@ -288,7 +291,7 @@ def phash_distance(a: str, b: str) -> int:
 
 def read_text_chunks(data: bytes) -> dict[str, str]:
     """PNG text chunks (tEXt/zTXt/iTXt) as a dict; {} for JPEG/WebP. Raises BadImage."""
-    im = _open_checked(data)
+    im = open_checked(data)
     return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
 
 
@@ -462,3 +465,4 @@ __all__ = [
     "sha256_hex",
     "text_chunk",
 ]
+

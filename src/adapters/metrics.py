@@ -29,7 +29,7 @@ HANDLER_SECONDS = Histogram(
     "vaultline_handler_seconds", "Time a handler spent on one message.", ["handler"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )  # fmt: skip
-DEAD_LETTERS = Gauge("vaultline_dead_letters", "Dead letters not redriven yet, per consumer.", ["consumer"])
+DEAD_LETTERS = Gauge("vaultline_dead_letters", "Dead letters neither retried nor dropped, per consumer.", ["consumer"])
 OUTBOX_BACKLOG = Gauge("vaultline_outbox_backlog", "Outbox rows committed but not yet published.")
 OUTBOX_OLDEST_SECONDS = Gauge("vaultline_outbox_oldest_seconds", "Age of the oldest unpublished outbox row.")
 CONSUMER_PENDING = Gauge(
@@ -153,7 +153,8 @@ async def _refresh_db(pool: Any) -> None:
 
     async with pool.acquire() as conn:
         dead = dict(await conn.fetch(
-            "SELECT consumer, count(*) FROM dead_letters WHERE redriven_at IS NULL GROUP BY consumer"
+            "SELECT consumer, count(*) FROM dead_letters WHERE redriven_at IS NULL AND dropped_at IS NULL "
+            "GROUP BY consumer"
         ))  # fmt: skip
         backlog = await conn.fetchrow(
             "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "

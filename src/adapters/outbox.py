@@ -4,7 +4,10 @@ A change that starts in Postgres (a review decision) writes its row and its even
 transaction; this relay publishes the event afterwards. A crash between publish and the
 `published_at` update republishes the same Nats-Msg-Id, which JetStream drops as a
 duplicate inside the duplicate window: each committed event lands in the stream once,
-and a rolled-back transaction never reaches it."""
+and a rolled-back transaction never reaches it.
+
+A row whose body does not decode can never be published: it moves to `outbox_dead_letters`
+with the reason (same transaction) and the relay goes on with the rows behind it."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from vaultline.adapters.bus.broker import H_CAUSATION, H_CORRELATION, H_TYPE, MSG_ID, JetStreamPublisher
+from vaultline.adapters.bus.broker import JetStreamPublisher, event_headers
 from vaultline.events import parse_event
 
 log = structlog.get_logger("vaultline.outbox")
@@ -36,19 +39,20 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             # SKIP LOCKED lets several relays (several processes) share the table safely.
             rows = await conn.fetch(
-                "SELECT id, subject, body FROM outbox WHERE published_at IS NULL "
+                "SELECT id, event_id, subject, body, created_at FROM outbox WHERE published_at IS NULL "
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch,
             )
             done: list[int] = []
             for row in rows:
-                event = parse_event(bytes(row["body"]))
-                headers = {MSG_ID: str(event.event_id), H_TYPE: event.type, H_CORRELATION: str(event.correlation_id)}
-                if event.causation_id:
-                    headers[H_CAUSATION] = str(event.causation_id)
+                try:
+                    event = parse_event(bytes(row["body"]))
+                except Exception as e:  # can never be published: move it aside, keep going
+                    await self._dead_letter(conn, row, f"undecodable event: {type(e).__name__}: {e}")
+                    continue
                 try:
                     await self._publisher.publish_raw(
-                        row["subject"], bytes(row["body"]), headers, correlation_id=str(event.correlation_id)
+                        row["subject"], bytes(row["body"]), event_headers(event), correlation_id=str(event.correlation_id)
                     )
                 except Exception as e:
                     await conn.execute(
@@ -59,6 +63,15 @@ class OutboxRelay:
                 done.append(row["id"])
             await self._mark_published(conn, done)
             return len(done)
+
+    async def _dead_letter(self, conn: asyncpg.Connection, row: asyncpg.Record, reason: str) -> None:
+        await conn.execute(
+            "INSERT INTO outbox_dead_letters(outbox_id, event_id, subject, body, created_at, reason) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (outbox_id) DO NOTHING",
+            row["id"], row["event_id"], row["subject"], row["body"], row["created_at"], reason[:2000],
+        )  # fmt: skip
+        await conn.execute("DELETE FROM outbox WHERE id = $1", row["id"])
+        log.error("outbox row moved to outbox_dead_letters", outbox_id=row["id"], reason=reason)
 
     async def _mark_published(self, conn: asyncpg.Connection, ids: list[int]) -> None:
         if ids:

@@ -6,20 +6,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from vaultline.adapters.db.rate_bucket import PostgresTokenBucket
 from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.errors import FanvueError
+from vaultline.domain.retry import TransientError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.upload import PlatformRejected
 
 log = structlog.get_logger("vaultline.platforms")
 
 PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S = 200, 60.0  # per creator (fanvue-api.md)
 
 
 class LocalPlatform:
@@ -44,6 +48,9 @@ class LocalPlatform:
     async def create_post(self, media_uuid: str, post: dict[str, Any]) -> str | None:
         log.info("local platform: feed post recorded, not published", media_uuid=media_uuid, post=post)
         return f"local-post-{media_uuid}"
+
+    async def find_post(self, media_uuid: str) -> str | None:
+        return None  # nothing is published: recording the post again is harmless
 
 
 def _translate(e: FanvueError) -> Exception:
@@ -95,34 +102,54 @@ class FanvuePlatform:
         )
         return (result or {}).get("uuid")
 
+    async def find_post(self, media_uuid: str) -> str | None:
+        post = await self._call(self.client.find_post_with_media(media_uuid))
+        return str(post["uuid"]) if post and post.get("uuid") else None
+
+
+def fanvue_budget(pool: Any, creator: str) -> PostgresTokenBucket:
+    """Fanvue's request budget of a creator (200 / 60 s), shared by every process through
+    PostgreSQL: N upload workers together stay within it."""
+    return PostgresTokenBucket(pool, f"fanvue:{creator}", FANVUE_RATE_LIMIT, FANVUE_RATE_PERIOD_S)
+
 
 class PlatformResolver:
     """Which platform a creator uploads to: Fanvue when tokens are stored for it (after
-    `vaultline fanvue login`), the local platform otherwise. One client per creator."""
+    `vaultline fanvue login`), the local platform otherwise. One client per creator.
+
+    The platform never changes silently: only "no tokens stored" means local; a database
+    error is a TransientError (the upload is retried, never filed locally instead). Only the
+    Fanvue answer is cached: "local" is checked again on every call, so a login takes effect
+    on the next upload without a restart."""
 
     def __init__(self, pool: Any, data_dir: Any) -> None:
         self._pool = pool
         self._data_dir = data_dir
         self._cache: dict[str, Any] = {}
+        self._local = LocalPlatform()
+        self._building = asyncio.Lock()
 
     async def has_fanvue(self, creator: str) -> bool:
         try:
-            return bool(
-                await self._pool.fetchval(
-                    "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
-                )
+            found = await self._pool.fetchval(
+                "SELECT 1 FROM platform_tokens WHERE creator = $1 AND platform = 'fanvue'", creator
             )
-        except Exception:  # table missing on an unmigrated database: no Fanvue
-            return False
+        except Exception as e:
+            raise TransientError(f"cannot tell whether {creator} has Fanvue tokens: {e!r}") from e
+        return bool(found)
 
     async def __call__(self, creator: str) -> Any:
-        if creator not in self._cache:
-            self._cache[creator] = await self._build(creator)
+        cached = self._cache.get(creator)
+        if cached is not None:
+            return cached
+        if not await self.has_fanvue(creator):
+            return self._local  # not cached: the next call sees a login
+        async with self._building:  # one client per creator, even when two uploads ask at once
+            if creator not in self._cache:
+                self._cache[creator] = await self._build(creator)
         return self._cache[creator]
 
     async def _build(self, creator: str) -> Any:
-        if not await self.has_fanvue(creator):
-            return LocalPlatform()
         from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenManager, load_cipher
         from vaultline.entrypoints.fanvue_cli import FanvueConfig
 
@@ -136,8 +163,9 @@ class PlatformResolver:
 
         store = PostgresTokenStore(self._pool, load_cipher(self._data_dir))
         client = FanvueClient(
-            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix
-        )
+            TokenManager(store, refresher, creator), creator=creator, base_url=cfg.base_url, path_prefix=cfg.path_prefix,
+            rate_limiter=fanvue_budget(self._pool, creator),
+        )  # fmt: skip
         return FanvuePlatform(client)
 
     async def close(self) -> None:

@@ -28,23 +28,27 @@ def media_type(data: bytes) -> str:
 
 
 def make_thumbnail(data: bytes, width: int = THUMB_WIDTH) -> bytes:
-    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white."""
+    """JPEG at most `width` px wide, aspect kept; transparency flattened onto white.
+
+    Decoded under the same limits as every image (bytes, pixels, bombs, truncation): the
+    original of a failed item is whatever arrived. Raises imaging.BadImage."""
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", (width, width * 8))  # JPEG: decode at a reduced scale, much faster
-        img = ImageOps.exif_transpose(im)
-        if img.width > width:
-            img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
-        if img.mode in ("RGBA", "LA", "P", "PA"):
-            rgba = img.convert("RGBA")
-            img = Image.new("RGB", rgba.size, (255, 255, 255))
-            img.paste(rgba, mask=rgba.getchannel("A"))
-        else:
-            img = img.convert("RGB")
-        out = io.BytesIO()
-        img.save(out, "JPEG", quality=82, optimize=True)
-        return out.getvalue()
+    from vaultline.adapters.imaging import open_checked
+
+    im = open_checked(data, draft=(width, width * 8))  # JPEG: decode at a reduced scale, much faster
+    img = ImageOps.exif_transpose(im)
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=82, optimize=True)
+    return out.getvalue()
 
 
 def thumb_version(row: dict[str, Any]) -> str:

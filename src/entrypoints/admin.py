@@ -1,6 +1,13 @@
 """The admin HTTP app (FastAPI). Binds 127.0.0.1 by default; every route except /health, /login
 and the static files needs the admin token (bearer header or the session cookie set by /login).
 
+Security (issue 13): tokens are at least 32 characters (a weak or empty one stops the start);
+an empty presented token is never accepted; the ingest token (the ComfyUI node's) opens
+`POST /api/ingest` and nothing else; the session cookie holds a signed, expiring, revocable
+session id, never the token; failed sign-ins and wrong tokens are throttled per client; the
+Host header must name this server (DNS rebinding); a non-loopback bind needs TLS or an explicit
+--insecure-bind.
+
 One router per area lives in entrypoints/routes/ (review, ingest, pages, and the areas that come
 later); each gets its ports through `Depends(services)`. Errors a caller can cause are the use
 cases' own (`domain.errors.UserError`): one mapping below turns them, request-validation errors
@@ -9,9 +16,13 @@ and anything unexpected into `{"error": message}` with the right status for ever
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
-import os
+import ipaddress
 import secrets
+import socket
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,28 +39,198 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vaultline.adapters.private_files import load_or_create_secret
 from vaultline.domain.errors import UserError
+from vaultline.settings import MIN_TOKEN_LENGTH, Settings, token_problem
 
 log = structlog.get_logger("vaultline.admin")
 
 COOKIE = "vaultline_admin"
+SESSION_MAX_AGE = 14 * 24 * 3600
 PUBLIC_PATHS = ("/health", "/login")
 STATIC_DIR = Path(__file__).parent / "static"
+INGEST_ROUTE = ("POST", "/api/ingest")  # all the ingest token opens
+ADMIN_TOKEN_FILE, INGEST_TOKEN_FILE = "admin-token", "ingest-token"
 
 
-def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
-    """VAULTLINE_ADMIN_TOKEN wins; otherwise DIR/admin-token, created 0600 on first run."""
+class RevalidatedStaticFiles(StaticFiles):
+    """/static with `Cache-Control: no-cache`: the browser keeps its copy but asks again
+    (ETag / If-Modified-Since, answered 304) each time. The page links its entry module with a
+    content hash (pages.asset), but the ES modules that one imports (`./review/cards.js`) are
+    fetched by plain URL and a build step would be needed to version them; without this header a
+    browser may reuse a changed module from its heuristic cache next to a new entry module. On
+    127.0.0.1 a 304 per module costs nothing."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+class InsecureConfiguration(RuntimeError):
+    """The admin app refuses to start like this (a weak token, a plain-HTTP public bind)."""
+
+
+def load_or_create_token(data_dir: Path, configured: str | None = None, *, file: str = ADMIN_TOKEN_FILE) -> str:
+    """The configured token (VAULTLINE_ADMIN_TOKEN / VAULTLINE_INGEST_TOKEN, checked by Settings)
+    wins; otherwise DIR/<file>, created 0600 with a random token on first run. A stored token
+    that is empty (a crash mid-write, `> admin-token`), a placeholder or short is refused."""
     if configured:
         return configured
-    path = data_dir / "admin-token"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    path = data_dir / file
+    token = load_or_create_secret(path, lambda: secrets.token_urlsafe(32))
+    problem = token_problem(token)
+    if problem:
+        raise InsecureConfiguration(
+            f"{path} {problem}: delete the file to have a new random token made on the next start, "
+            f"or write one of at least {MIN_TOKEN_LENGTH} random characters into it"
+        )
     return token
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """A non-loopback bind over plain HTTP exposes the token and the session cookie to the
+    network: refused unless TLS is configured or the operator said --insecure-bind."""
+    host = settings.admin_host
+    if is_loopback(host) or settings.admin_tls_cert is not None or settings.admin_insecure_bind:
+        return
+    raise InsecureConfiguration(
+        f"refusing to serve the admin app on {host} over plain HTTP: anyone on the network could read "
+        "the admin token and session cookie. Set VAULTLINE_ADMIN_TLS_CERT and VAULTLINE_ADMIN_TLS_KEY, "
+        "or bind 127.0.0.1 (behind a TLS proxy), or pass --insecure-bind (VAULTLINE_ADMIN_INSECURE_BIND=1) "
+        "when the network is yours alone (e.g. a container published on loopback)"
+    )
+
+
+def trusted_hosts(settings: Settings) -> list[str]:
+    """Host names the admin app answers to: loopback, the bind address, this machine's names
+    (for a non-loopback bind) and VAULTLINE_ADMIN_TRUSTED_HOSTS."""
+    hosts = ["127.0.0.1", "localhost", "::1"]
+    if settings.admin_host not in ("", "0.0.0.0", "::"):
+        hosts.append(settings.admin_host)
+    if not is_loopback(settings.admin_host):
+        hosts += [socket.gethostname(), socket.getfqdn()]
+    return [h.lower() for h in dict.fromkeys(hosts + list(settings.admin_trusted_hosts))]
+
+
+@dataclass(frozen=True)
+class AdminSecurity:
+    """What a composition root (`run`, `admin`) hands the admin app and its server."""
+
+    token: str
+    ingest_token: str
+    trusted_hosts: list[str]
+    tls: tuple[Path, Path] | None
+
+
+def admin_security(settings: Settings) -> AdminSecurity:
+    """Tokens (created on first use), trusted hosts and TLS files for the admin app; raises
+    InsecureConfiguration, before anything starts, for what must not run."""
+    check_bind(settings)
+    tls = None
+    if settings.admin_tls_cert is not None and settings.admin_tls_key is not None:
+        tls = (settings.admin_tls_cert, settings.admin_tls_key)
+        for name, path in zip(("VAULTLINE_ADMIN_TLS_CERT", "VAULTLINE_ADMIN_TLS_KEY"), tls):
+            if not path.is_file():
+                raise InsecureConfiguration(f"{name} names {path}, which is not a file")
+    return AdminSecurity(
+        token=load_or_create_token(settings.data_dir, settings.admin_token),
+        ingest_token=load_or_create_token(settings.data_dir, settings.ingest_token, file=INGEST_TOKEN_FILE),
+        trusted_hosts=trusted_hosts(settings),
+        tls=tls,
+    )
+
+
+class Sessions:
+    """Session cookies: `id.expiry.signature`, signed with a key derived from the admin token.
+    The cookie never holds the token; a session ends at its expiry, at sign-out (revoked in this
+    process) and for every session at once when the admin token changes."""
+
+    def __init__(self, token: str, max_age: int = SESSION_MAX_AGE) -> None:
+        self._key = hashlib.sha256(b"vaultline-session\0" + token.encode()).digest()
+        self.max_age = max_age
+        self._revoked: dict[str, int] = {}  # session id -> expiry (forgotten once expired)
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self) -> str:
+        payload = f"{secrets.token_urlsafe(24)}.{int(time.time()) + self.max_age}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def _parse(self, cookie: str) -> tuple[str, int] | None:
+        sid, _, rest = cookie.partition(".")
+        expiry, _, signature = rest.partition(".")
+        if not (sid and expiry.isdigit() and signature):
+            return None
+        if not hmac.compare_digest(signature, self._sign(f"{sid}.{expiry}")):
+            return None
+        return sid, int(expiry)
+
+    def valid(self, cookie: str) -> bool:
+        parsed = self._parse(cookie)
+        return parsed is not None and parsed[1] > time.time() and parsed[0] not in self._revoked
+
+    def revoke(self, cookie: str) -> None:
+        parsed = self._parse(cookie)
+        if parsed is None:
+            return
+        now = time.time()
+        self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp > now}
+        self._revoked[parsed[0]] = parsed[1]
+
+
+class FailureThrottle:
+    """At most `limit` failed sign-ins or wrong tokens per client in `window` seconds; after
+    that the client waits (HTTP 429) until the oldest failure leaves the window."""
+
+    def __init__(self, limit: int = 10, window: float = 300.0, max_clients: int = 10_000) -> None:
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        q = self._failures.get(client, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def wait(self, client: str) -> float:
+        """Seconds `client` must wait before its next attempt (0: go ahead)."""
+        now = time.monotonic()
+        q = self._recent(client, now)
+        return max(0.0, q[0] + self.window - now) if len(q) >= self.limit else 0.0
+
+    def fail(self, client: str) -> None:
+        now = time.monotonic()
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            self._failures = {c: q for c, q in self._failures.items() if self._recent(c, now)}
+            if len(self._failures) >= self.max_clients:  # still full: forget the oldest client
+                self._failures.pop(next(iter(self._failures)))
+        q = self._recent(client, now)
+        q.append(now)
+        self._failures[client] = q
+
+
+def client_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def too_many_failures(retry_after: float) -> JSONResponse:
+    return JSONResponse(
+        {"error": "too many failed sign-ins from this address; try again later"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, int(retry_after + 0.999)))},
+    )
 
 
 @dataclass
@@ -81,6 +262,9 @@ class AdminContext:
     services: Services | None = None
     ready_checks: list[Callable[[], Awaitable[bool]]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    ingest_token: str | None = None  # POST /api/ingest only (the ComfyUI node)
+    # Host header check; None: none (the composition roots pass trusted_hosts(settings)).
+    trusted_hosts: list[str] | None = None
 
 
 def services(request: Request) -> Services:
@@ -96,35 +280,92 @@ def context(request: Request) -> AdminContext:
 
 
 class TokenAuth:
-    """Pure ASGI middleware: constant-time token check on every non-public path."""
+    """Pure ASGI middleware: constant-time token (or session cookie) check on every non-public
+    path. The ingest token passes for INGEST_ROUTE only; wrong tokens count towards the throttle."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        sessions: Sessions,
+        throttle: FailureThrottle,
+        ingest_token: str | None = None,
+    ) -> None:
+        if not token.strip():
+            raise ValueError("the admin token is empty: that would let anyone in")
         self.app = app
         self.token = token.encode()
+        self.ingest_token = ingest_token.encode() if ingest_token and ingest_token.strip() else None
+        self.sessions = sessions
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
         request = StarletteRequest(scope)
-        given = _presented_token(request)
-        if given is not None and _cross_site(request):
+        bearer = _bearer(request)
+        cookie = request.cookies.get(COOKIE) or None
+        if bearer is None and cookie is not None and _cross_site(request):
             response: Response = JSONResponse({"error": "cross-site request refused"}, status_code=403)
-        elif given is None:
+        elif bearer is None and cookie is None:  # an empty token counts as none
             if _wants_page(request):
                 response = RedirectResponse("/login", status_code=303)
             else:
                 response = JSONResponse({"error": "admin token required"}, status_code=401)
-        elif not hmac.compare_digest(given.encode(), self.token):
-            if _wants_page(request):  # a stale cookie (the token changed): sign in again
-                response = RedirectResponse("/login", status_code=303)
-                response.delete_cookie(COOKIE, path="/")
+        elif bearer is not None:
+            client = client_of(scope)
+            wait = self.throttle.wait(client)
+            if wait:
+                response = too_many_failures(wait)
+            elif hmac.compare_digest(bearer.encode(), self.token):
+                await self.app(scope, receive, send)
+                return
+            elif self.ingest_token is not None and hmac.compare_digest(bearer.encode(), self.ingest_token):
+                if (request.method, scope["path"]) == INGEST_ROUTE:
+                    await self.app(scope, receive, send)
+                    return
+                response = JSONResponse({"error": "the ingest token may only POST /api/ingest"}, status_code=403)
             else:
+                self.throttle.fail(client)
                 response = JSONResponse({"error": "wrong admin token"}, status_code=403)
-        else:
+        elif self.sessions.valid(cookie or ""):
             await self.app(scope, receive, send)
             return
+        elif _wants_page(request):  # expired, signed out, or the token changed: sign in again
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(COOKIE, path="/")
+        else:
+            response = JSONResponse({"error": "session expired or signed out: sign in again"}, status_code=403)
         await response(scope, receive, send)
+
+
+class TrustedHosts:
+    """Pure ASGI middleware: answer only requests whose Host header names this server, so a web
+    page on another site cannot reach the app through DNS rebinding."""
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host not in self.hosts:
+                response = JSONResponse(
+                    {"error": "unknown Host header; add the name to VAULTLINE_ADMIN_TRUSTED_HOSTS"}, status_code=400
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """`example.com:8765` -> example.com, `[::1]:8765` -> ::1."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def _wants_page(request: StarletteRequest) -> bool:
@@ -150,11 +391,12 @@ def _cross_site(request: StarletteRequest) -> bool:
     return origin.split("://", 1)[-1].split("/", 1)[0] != host
 
 
-def _presented_token(request: StarletteRequest) -> str | None:
+def _bearer(request: StarletteRequest) -> str | None:
+    """The bearer token, or None when there is none or it is empty (never a match for anything)."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.cookies.get(COOKIE)
+        return auth[7:].strip() or None
+    return None
 
 
 # --------------------------------------------------------------------------- errors
@@ -244,9 +486,19 @@ def create_app(ctx: AdminContext, routers: Sequence[APIRouter] | None = None) ->
     for router in ROUTERS if routers is None else routers:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", RevalidatedStaticFiles(directory=STATIC_DIR), name="static")
     _install_error_mapping(app)
-    app.add_middleware(TokenAuth, token=ctx.token)
+    app.state.sessions = Sessions(ctx.token)
+    app.state.throttle = FailureThrottle()
+    app.add_middleware(
+        TokenAuth,
+        token=ctx.token,
+        ingest_token=ctx.ingest_token,
+        sessions=app.state.sessions,
+        throttle=app.state.throttle,
+    )
+    if ctx.trusted_hosts is not None:
+        app.add_middleware(TrustedHosts, hosts=ctx.trusted_hosts)  # outermost: before anything else
     return app
 
 
@@ -280,10 +532,17 @@ class _Server(uvicorn.Server):
 class AdminServer:
     """uvicorn inside our event loop, on a free port unless one is configured."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    def __init__(
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate, key) PEM files to serve https."""
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+            ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
+        )  # fmt: skip
         self.server = _Server(config)
         self.host = host
+        self.scheme = "https" if tls else "http"
 
     async def serve(self) -> None:
         await self.server.serve()
@@ -296,7 +555,8 @@ class AdminServer:
     def url(self) -> str:
         sock = self.server.servers[0].sockets[0]
         host, port = sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{port}"
 
     async def stop(self) -> None:
         self.server.should_exit = True

@@ -32,23 +32,39 @@ def _logging(s: Settings, to_file: bool) -> None:
 # --------------------------------------------------------------------------- run / worker
 
 
+InsecureBind = typer.Option(
+    False,
+    "--insecure-bind",
+    help="Serve the admin app over plain HTTP on a non-loopback VAULTLINE_ADMIN_HOST (only on a network "
+    "that is yours alone; otherwise set VAULTLINE_ADMIN_TLS_CERT/KEY).",
+)
+
+
 @app.command()
 def run(
     data_dir: Path = DataDir,
     log_to_file: bool = typer.Option(False, "--log-file", help="Write JSON logs to DIR/logs/ instead of stderr."),
+    insecure_bind: bool = InsecureBind,
 ) -> None:
     """Run the whole pipeline in this process. Starts embedded nats-server and PostgreSQL
     under the data dir unless VAULTLINE_NATS_URL / VAULTLINE_DATABASE_URL are set."""
-    from vaultline.adapters.embedded import AlreadyRunning
+    from vaultline.entrypoints.admin import InsecureConfiguration
+    from vaultline.entrypoints.datadir import AlreadyRunning, ensure_data_dir
     from vaultline.entrypoints.stack import Stack
 
     s = settings_for(data_dir or Path("./vaultline-data"))
+    if insecure_bind:
+        s = s.model_copy(update={"admin_insecure_bind": True})
+    ensure_data_dir(s.data_dir)  # 0700, before anything (the log file) creates it
     _logging(s, log_to_file)
     try:
         asyncio.run(Stack(s).run())
     except AlreadyRunning as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
+    except InsecureConfiguration as e:
+        err.print(f"[red]refusing to start[/red]: {e}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -101,27 +117,42 @@ def worker(
 
 
 @app.command()
-def admin(data_dir: Path = DataDir) -> None:
+def admin(data_dir: Path = DataDir, insecure_bind: bool = InsecureBind) -> None:
     """Serve the admin HTTP app alone (review page, API, ingest hook) against external
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
     from vaultline.bootstrap import Runtime
-    from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
+    from vaultline.entrypoints.admin import AdminContext, AdminServer, InsecureConfiguration, Services, admin_security, create_app
     from vaultline.entrypoints.metrics_http import with_metrics
 
     s = connected(data_dir, need_db=True)
+    if insecure_bind:
+        s = s.model_copy(update={"admin_insecure_bind": True})
     _logging(s, False)
+    try:
+        security = admin_security(s)
+    except InsecureConfiguration as e:
+        err.print(f"[red]refusing to start[/red]: {e}", highlight=False)
+        raise typer.Exit(2) from None
 
     async def main() -> None:
         import signal
 
         async with Runtime(s, [], relay=False) as rt:
-            token = load_or_create_token(s.data_dir, s.admin_token)
-            ctx = AdminContext(token=token, services=Services.from_runtime(rt))
-            server = AdminServer(with_metrics(create_app(ctx), s, token, rt), host=s.admin_host, port=s.admin_port)
+            ctx = AdminContext(
+                token=security.token,
+                ingest_token=security.ingest_token,
+                trusted_hosts=security.trusted_hosts,
+                services=Services.from_runtime(rt),
+            )
+            app = with_metrics(create_app(ctx), s, security.token, rt)
+            server = AdminServer(app, host=s.admin_host, port=s.admin_port, tls=security.tls)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
-            err.print(f"admin app on http://{s.admin_host}:{s.admin_port} (token: VAULTLINE_ADMIN_TOKEN or {s.data_dir}/admin-token)")
+            err.print(
+                f"admin app on {server.scheme}://{s.admin_host}:{s.admin_port} (tokens: VAULTLINE_ADMIN_TOKEN or "
+                f"{s.data_dir}/admin-token; ingest only: VAULTLINE_INGEST_TOKEN or {s.data_dir}/ingest-token)"
+            )
             await server.serve()
 
     asyncio.run(main())
@@ -358,6 +389,7 @@ def ingest(
 
 def _register_subcommands() -> None:
     from vaultline.entrypoints.crop_batch import crop_command
+    from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
     from vaultline.entrypoints.stats_cli import report_command, stats_command
@@ -366,6 +398,7 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    app.add_typer(dlq_app, name="dlq")
     app.command("stats")(stats_command)
     app.command("report")(report_command)
 
@@ -379,7 +412,16 @@ def main() -> None:
     from vaultline.entrypoints.logs import configure_logging
 
     configure_logging("WARNING")
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as e:  # the settings: name the problem, never echo the input (secrets)
+        for problem in e.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in problem["loc"])
+            msg = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]invalid configuration[/red]: {f'{where}: ' if where else ''}{msg}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

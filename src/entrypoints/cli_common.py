@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -33,3 +38,28 @@ def connected(data_dir: Path | None, *, need_db: bool = False, need_nats: bool =
         )
         raise typer.Exit(2)
     return s
+
+
+def with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work(pool)` against the stack's database; exit 2 with a clear message when it is
+    unreachable."""
+    import asyncpg
+
+    from vaultline.adapters.db import create_pool
+
+    async def main() -> Any:
+        try:
+            pool = await create_pool(s.database_url, min_size=1, max_size=2)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
+            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
+            raise typer.Exit(2) from None
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

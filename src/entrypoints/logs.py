@@ -63,7 +63,8 @@ def configure_logging(level: str = "INFO", file: Path | None = None, fmt: str | 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
-    for noisy in ("uvicorn.access",):
+    # httpx logs every request URL at INFO: presigned upload URLs carry their signature.
+    for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,9 +1,9 @@
 """`GET /metrics` (Prometheus text format) for the admin app and every `vaultline worker`.
 
-`with_metrics(app, ...)` puts /metrics in front of any ASGI app (the admin app, whichever
-framework it is built with); `metrics_server` serves it alone on a worker's metrics port.
-It needs the admin token (bearer header or the admin session cookie) unless VAULTLINE_METRICS_PUBLIC is set (a
-scrape on a private network)."""
+On the admin app, /metrics is one more route behind the app's own protection (token or
+session, trusted hosts, throttle); with VAULTLINE_METRICS_PUBLIC (a scrape on a private
+network) it is answered in front of the app, without any. `metrics_server` serves it alone on
+a worker's metrics port, behind the admin token as a bearer header unless public."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vaultline.adapters import metrics
-from vaultline.entrypoints.admin import _presented_token
 
 PATH = "/metrics"
 Refresh = Callable[[], Awaitable[None]]
@@ -60,8 +59,9 @@ class MetricsApp:
         if request.method not in ("GET", "HEAD"):
             return JSONResponse({"error": "method not allowed"}, status_code=405)
         if not self.public:
-            given = _presented_token(request)  # bearer header or the admin session cookie
-            if given is None:
+            auth = request.headers.get("authorization", "")
+            given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            if not given:
                 return JSONResponse({"error": "admin token required"}, status_code=401)
             if not hmac.compare_digest(given.encode(), self.token):
                 return JSONResponse({"error": "wrong admin token"}, status_code=403)
@@ -79,9 +79,20 @@ class _Exposition:
         await Response(body, media_type=content_type)(scope, receive, send)
 
 
-def with_metrics(app: ASGIApp, settings: Any, token: str, runtime: Any) -> ASGIApp:
-    """The admin app with /metrics in front of it."""
-    return MetricsApp(app, token=token, public=settings.metrics_public, refresh=runtime_refresh(runtime))
+def with_metrics(app: Any, settings: Any, token: str, runtime: Any) -> ASGIApp:
+    """The admin app (FastAPI) with /metrics: a route behind its middlewares, or in front of
+    them all when settings.metrics_public."""
+    refresh = runtime_refresh(runtime)
+    if settings.metrics_public:
+        return MetricsApp(app, token=None, public=True, refresh=refresh)
+
+    async def endpoint(request: Request) -> Response:
+        await refresh()
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    app.add_route(PATH, endpoint, methods=["GET"], include_in_schema=False)
+    return app
 
 
 def metrics_server(*, host: str, port: int, token: str | None, public: bool, refresh: Refresh | None) -> Any:

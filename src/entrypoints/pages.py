@@ -48,6 +48,9 @@ def asset_version(name: str) -> str:
 
 
 def asset(name: str) -> str:
+    """The URL a page links a static file by. Modules that a script imports (`./lib/api.js`) are
+    fetched without this hash; admin.RevalidatedStaticFiles serves /static with
+    `Cache-Control: no-cache` so those are revalidated instead."""
     return f"/static/{name}?v={asset_version(name)}"
 
 

@@ -5,10 +5,7 @@ publishes it; nothing here talks to NATS."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,8 @@ import typer
 from rich.table import Table
 
 from vaultline.entrypoints.cli_common import DataDir, JsonOut, connected, err, out
+from vaultline.entrypoints.cli_common import print_json as _print_json
+from vaultline.entrypoints.cli_common import with_pool as _with_pool
 from vaultline.settings import Settings
 
 review_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The review queue: list, approve, reject, retry failed uploads.")
@@ -31,29 +30,6 @@ def _reviewer() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no user name in a bare container
         return "cli"
-
-
-def _with_pool(s: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    import asyncpg
-
-    from vaultline.adapters.db import create_pool
-
-    async def main() -> Any:
-        try:
-            pool = await create_pool(s.database_url, min_size=1, max_size=2)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as e:
-            err.print(f"[red]cannot reach the stack's database[/red] ({e}); is `vaultline run` still running?")
-            raise typer.Exit(2) from None
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(main())
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- list
@@ -227,20 +203,28 @@ def retry_upload_command(
 
 
 def status_command(as_json: bool = JsonOut, data_dir: Path = DataDir) -> None:
-    """How many images are at each stage, per creator."""
+    """How many images are at each stage, per creator, and watched files that were rejected."""
     from vaultline.adapters.db import review as queries
+    from vaultline.adapters.db.problems import recent_problems
     from vaultline.domain.content import STATUSES
 
     s = _settings(data_dir)
 
-    async def work(pool: Any) -> list[dict[str, Any]]:
-        return await queries.status_counts(pool)
+    async def work(pool: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return await queries.status_counts(pool), await recent_problems(pool, limit=20)
 
-    counts = _with_pool(s, work)
+    counts, problems = _with_pool(s, work)
     stages = queries.stage_totals(counts)
     if as_json:
-        _print_json({"counts": counts, "stages": stages})
+        _print_json({"counts": counts, "stages": stages, "problems": problems})
         return
+    if problems:
+        ptable = Table(title="problems: watched files that never became an image (newest first)")
+        for col in ("when", "creator", "file", "moved to", "reason"):
+            ptable.add_column(col)
+        for p in problems:
+            ptable.add_row(p["recorded_at"][:19], p["creator"], Path(p["path"]).name, p["moved_to"] or "", p["reason"])
+        out.print(ptable)
     if not counts:
         out.print("no content yet")
         return

@@ -16,9 +16,11 @@ import sys
 import structlog
 
 from vaultline.adapters.db import migrate
-from vaultline.adapters.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_json
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 from vaultline.bootstrap import HANDLERS, Runtime, background_tasks
-from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app, load_or_create_token
+from vaultline.entrypoints.admin import AdminContext, AdminSecurity, AdminServer, Services, admin_security, create_app, is_loopback
+from vaultline.entrypoints.datadir import DataDirLock, ensure_data_dir, write_runtime_json
 from vaultline.entrypoints.metrics_http import with_metrics
 from vaultline.settings import Settings
 
@@ -37,10 +39,11 @@ class Stack:
         self.pg: EmbeddedPostgres | None = None
         self.runtime: Runtime | None = None
         self.admin: AdminServer | None = None
+        self.security: AdminSecurity | None = None
         self.stop_event = asyncio.Event()
 
     async def run(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(self.data_dir)
         lock = DataDirLock(self.data_dir).acquire()  # raises AlreadyRunning with the holder's pid
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,6 +58,8 @@ class Stack:
 
     async def _start(self) -> None:
         s = self.settings
+        # A weak token or an unsafe bind stops the start before any server runs.
+        security = self.security = admin_security(s)
         nats_url, db_url = s.nats_url, s.database_url
         if not nats_url:
             self.nats = EmbeddedNats(self.data_dir / "nats")
@@ -75,14 +80,18 @@ class Stack:
         for coro in background_tasks(self.runtime):
             self.runtime.add_task(coro)
 
-        token = load_or_create_token(self.data_dir, s.admin_token)
         ctx = AdminContext(
-            token=token, services=Services.from_runtime(self.runtime), ready_checks=[self._nats_ok, self._db_ok]
+            token=security.token,
+            ingest_token=security.ingest_token,
+            trusted_hosts=security.trusted_hosts,
+            services=Services.from_runtime(self.runtime),
+            ready_checks=[self._nats_ok, self._db_ok],
         )
         port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
         if port != s.admin_port:
             log.warning("admin port taken; using a free one", wanted=s.admin_port)
-        self.admin = AdminServer(with_metrics(create_app(ctx), s, token, self.runtime), host=s.admin_host, port=port)
+        app = with_metrics(create_app(ctx), s, security.token, self.runtime)
+        self.admin = AdminServer(app, host=s.admin_host, port=port, tls=security.tls)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():
@@ -105,24 +114,29 @@ class Stack:
         assert self.runtime is not None and self.admin is not None
         s = self.runtime.settings
         _say(f"vaultline is running (pid {os.getpid()})")
-        _say(f"  admin     {self.admin.url}   (token: {self._token_hint()})")
+        _say(f"  admin     {self.admin.url}   (token: {self._token_hint('admin')})")
+        _say(f"  ingest    {self.admin.url}/api/ingest   (ComfyUI node's ingest-only token: {self._token_hint('ingest')})")
+        if self.admin.scheme == "http" and not is_loopback(s.admin_host):
+            _say(f"  WARNING   plain HTTP on {s.admin_host} (--insecure-bind): tokens and cookies cross the network in clear")
         _say(f"  data dir  {self.data_dir}")
         _say(f"  library   {s.library_root.absolute()}")
         for slug, creator in s.creators().items():
             for folder in creator.comfy_output_dirs:
                 _say(f"  watching  {folder.absolute()}  (new images for {slug})")
-        _say(f"  nats      {s.nats_url}{'  (embedded)' if self.nats else ''}")
+        _say(f"  nats      {_redact(s.nats_url or '')}{'  (embedded)' if self.nats else ''}")
         _say(f"  postgres  {_redact(s.database_url or '')}{'  (embedded)' if self.pg else ''}")
+        if self.pg is not None and self.pg.system_user:
+            _say(f"  pg data   {self.pg.pgdata}  (as system user {self.pg.system_user}: PostgreSQL refuses root)")
         _say(f"  handlers  {', '.join(self.runtime.handlers)}")
         for slug, platform in platforms.items():
             note = "" if platform != "local" else f"  (uploads filed under {s.library_root}/{slug}/5_uploaded/)"
             _say(f"  creator   {slug}: platform {platform}{note}")
         _say("  stop with Ctrl-C")
 
-    def _token_hint(self) -> str:
-        if self.settings.admin_token:
-            return "VAULTLINE_ADMIN_TOKEN"
-        return str(self.data_dir / "admin-token")
+    def _token_hint(self, which: str) -> str:
+        if getattr(self.settings, f"{which}_token"):
+            return f"VAULTLINE_{which.upper()}_TOKEN"
+        return str(self.data_dir / f"{which}-token")
 
     async def _nats_ok(self) -> bool:
         return bool(self.runtime and self.runtime.nc and self.runtime.nc.is_connected)
@@ -153,6 +167,11 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _redact(url: str) -> str:
+    """The URL(s) with each password replaced by *** (a NATS URL may list several servers)."""
+    return ",".join(_redact_one(u) for u in url.split(","))
+
+
+def _redact_one(url: str) -> str:
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

@@ -15,6 +15,7 @@ import structlog
 
 from vaultline.domain import library
 from vaultline.events import Envelope, ImageGenerated, ImageRecropRequested, new_event
+from vaultline.handlers.heartbeat import DEFAULT_EVERY_S, Heartbeat, keep_alive
 from vaultline.handlers.ports import Publisher, Storage
 
 NAME = "crop"
@@ -35,6 +36,8 @@ async def handle(
     storage: Storage,
     crop: CropFn,
     publisher: Publisher,
+    heartbeat: Heartbeat | None = None,
+    heartbeat_every: float = DEFAULT_EVERY_S,
 ) -> Envelope | None:
     p = event.payload
     if isinstance(p, ImageGenerated):
@@ -52,7 +55,9 @@ async def handle(
         return await _failed(event, publisher, mode, "the original is missing from storage", rejected_key=None)
 
     try:
-        result = await crop(data, mode)
+        # The crop runs in a thread; the event loop keeps the message alive meanwhile.
+        async with keep_alive(heartbeat, heartbeat_every):
+            result = await crop(data, mode)
     except BadCropInput as e:
         rejected = library.key(creator, library.REJECTED, library.name_of(raw_key))
         # Publish first: a crash before the move redelivers, fails the same way, and the

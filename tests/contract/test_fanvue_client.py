@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fanvue_server import FanvueTestServer
+from tests.waiting import wait_until
 from vaultline.adapters.fanvue.client import (
     API_VERSION,
     MiB,
@@ -285,6 +286,25 @@ async def test_create_post_is_never_repeated_after_500(env: Env) -> None:
     with pytest.raises(ServerError):
         await env.client.create_post("hi", "subscribers")
     assert env.server.count("posts.create") == 1  # a retry could have double-posted
+
+
+async def test_a_post_whose_answer_was_lost_is_found_among_recent_posts(fanvue_server: FanvueTestServer) -> None:
+    async with _env(fanvue_server, timeout=0.3) as env:
+        media = await env.client.upload_file(b"img", "a.png")
+        other = await env.client.upload_file(b"img", "b.png")
+        await env.client.wait_media_ready(media)
+        await env.client.wait_media_ready(other)
+        assert await env.client.find_post_with_media(media) is None
+        await env.client.create_post("older", "subscribers", [other])
+        # The request arrives and the post is created, but only after the client gave up waiting.
+        env.server.inject("slow", delay=0.6, endpoint="posts.create")
+        with pytest.raises(TransportError) as lost:
+            await env.client.create_post("hi", "subscribers", [media])
+        assert lost.value.ambiguous
+        await wait_until(lambda: len(env.server.posts) == 2, timeout=5)
+        found = await env.client.find_post_with_media(media)
+        assert found is not None and found["uuid"] == env.server.posts[1]["uuid"] and found["text"] == "hi"
+        assert env.server.count("posts.create") == 2  # never repeated by the client itself
 
 
 # ----------------------------------------------------------------------------- retries and limits

@@ -8,7 +8,7 @@ from tests.fakes import FakeUploadStore
 from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.db.uploads import PostgresUploadStore
 from vaultline.events import new_event
-from vaultline.handlers.upload import UploadState
+from vaultline.handlers.upload import LostRace, UploadState
 
 
 def state(cid, **kw):
@@ -21,10 +21,35 @@ class UploadStoreContract:
         first = await store.start(state(cid))
         assert first.step == "pending"
         first.step, first.media_uuid, first.parts = "parts_done", "m1", [{"part_number": 1, "etag": '"x"'}]
-        await store.save(first)
+        await store.save(first, "pending")
         again = await store.start(state(cid))  # a redelivery of the approval
         assert (again.step, again.media_uuid, again.parts) == ("parts_done", "m1", [{"part_number": 1, "etag": '"x"'}])
         assert again.approval_event_id == first.approval_event_id
+
+    async def test_save_is_compare_and_set_from_the_step_read(self, store):
+        cid = uuid.uuid4()
+        s = await store.start(state(cid))
+        s.step, s.media_uuid = "created", "m1"
+        await store.save(s, "pending")
+        late = await store.get(cid)
+        late.step, late.media_uuid = "created", "m2"  # a second run that read 'pending' earlier
+        with pytest.raises(LostRace):
+            await store.save(late, "pending")
+        with pytest.raises(LostRace):
+            await store.finish(late, new_event("media.uploaded", creator="elena", key=cid, payload={
+                "platform": "fanvue", "media_uuid": "m2", "vault": "ppv", "vault_folder": "elena-ppv"}), "pending")
+        assert (await store.get(cid)).media_uuid == "m1"
+
+    async def test_exclusive_admits_one_run_per_content(self, store):
+        cid, other = uuid.uuid4(), uuid.uuid4()
+        async with store.exclusive(cid) as first:
+            assert first is True
+            async with store.exclusive(cid) as second:
+                assert second is False
+            async with store.exclusive(other) as unrelated:
+                assert unrelated is True
+        async with store.exclusive(cid) as again:
+            assert again is True
 
     async def test_get_returns_none_until_started(self, store):
         cid = uuid.uuid4()
@@ -41,7 +66,7 @@ class UploadStoreContract:
             cid = uuid.uuid4()
             s = await store.start(state(cid))
             event = new_event(etype, creator="elena", key=cid, payload=payload)
-            await conclude(s, event)
+            await conclude(s, event, "pending")
             assert (await store.start(state(cid))).step == step
             assert await self.outbox_has(store, event.event_id)
 

@@ -140,6 +140,9 @@ async def test_review_page_in_chromium(tmp_path):
                     def card(cid: str):
                         return page.locator(f'#grid .card[data-id="{cid}"]')
 
+                    # The first card has the focus on load: the keys work without a click.
+                    await expect(card(dom_ids[0])).to_be_focused()
+
                     # The prompt is shown as text; nothing ran.
                     await expect(card(hopper).locator(".prompt")).to_contain_text(SCRIPT)
                     assert await page.locator("#grid script").count() == 0
@@ -220,6 +223,15 @@ async def test_review_page_in_chromium(tmp_path):
                     await expect(page.locator("#empty")).to_be_visible()
                     await expect(page.locator('#stages [data-stage="in_review"] b')).to_have_text("0")
 
+                    # A fourth image comes in (cropped while the stale tab is checked below).
+                    r = await http.post(
+                        "/api/ingest",
+                        files={"file": ("late.png", face_png([Placement("grace_hopper", width=520)]), "image/png")},
+                        data={"creator": "elena", "mode": "no_face"},
+                    )
+                    assert r.status_code == 201, r.text
+                    late = r.json()["content_id"]
+
                     # ------------------------------------------------ the stale tab gets a 409 on the card
                     await other.bring_to_front()
                     stale = other.locator(f'#grid .card[data-id="{dom_ids[1]}"]')
@@ -227,6 +239,19 @@ async def test_review_page_in_chromium(tmp_path):
                     await expect(stale.locator(".error")).to_contain_text("409")
                     await expect(stale.locator(".badge-status")).to_have_text("now rejected")
                     await expect(stale.locator("button.approve")).to_be_disabled()
+
+                    # ------------------------------------------------ A right after a load, no click
+                    async def late_in_review():
+                        r = await http.get(f"/api/content/{late}")
+                        return r.status_code == 200 and r.json()["status"] == "in_review"
+
+                    await wait_until(late_in_review, timeout=180, interval=0.25, what="the fourth image in review")
+                    await page.bring_to_front()
+                    await page.goto(f"{base}/review")
+                    await expect(cards).to_have_count(1)
+                    await page.keyboard.press("a")  # the first card has the focus already
+                    await expect(cards).to_have_count(0)
+                    await expect(page.locator("#notice")).to_contain_text("Approved late.png → feed")
 
                     assert dialogs == [], f"a dialog fired: {dialogs}"
                     problems = [p for p in problems if "409" not in p]  # the stale tab's conflict
@@ -244,6 +269,8 @@ async def test_review_page_in_chromium(tmp_path):
             assert b["status"] == "rejected" and b["reject_reason"] == "hands look wrong, try again", b
             c = got[dom_ids[2]]
             assert c["status"] in decided and c["vault"] == "archive", c
+            d = (await http.get(f"/api/content/{late}")).json()
+            assert d["status"] in decided and d["vault"] == "feed", d  # feed: the first of /api/meta's vaults
 
         # ---------------------------------------------------------------- the audit trail
         for cid, decision in ((dom_ids[0], "image.approved"), (dom_ids[1], "image.rejected"),

@@ -103,7 +103,10 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
                     await switch_failed.click()
                     await expect(switch_failed).to_have_attribute("aria-pressed", "true")
                     await expect(switch_review).to_have_attribute("aria-pressed", "false")
-                    await expect(page).to_have_url(f"{base}/review#failed-uploads")
+                    # The URL follows the view, in the shared navigation's form (a reload keeps it).
+                    await expect(page).to_have_url(f"{base}/review?view=failed")
+                    await expect(page.locator('.site-nav [data-nav="failed"]')).to_have_attribute("aria-current", "page")
+                    await expect(page.locator('.site-nav [data-nav="review"]')).not_to_have_attribute("aria-current", "page")
                     await expect(page.locator("#bulk")).to_be_hidden()
                     cards = page.locator("#grid .card")
                     await expect(cards).to_have_count(2)
@@ -126,6 +129,19 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
                     for control in (".approve", ".open-reject", ".vault", ".price", ".tags", ".recrop", ".pick"):
                         await expect(cards.locator(control)).to_have_count(0)
                     await expect(cards.locator("button.retry")).to_have_count(2)
+                    # The shared navigation's "Failed uploads" link (/review?view=failed) opens this view
+                    # with its first card focused; the old #failed-uploads address still works.
+                    await page.goto(f"{base}/review")
+                    await expect(switch_review).to_have_attribute("aria-pressed", "true")
+                    await page.click('.site-nav [data-nav="failed"]')
+                    await expect(page).to_have_url(f"{base}/review?view=failed")
+                    await expect(switch_failed).to_have_attribute("aria-pressed", "true")
+                    await expect(cards).to_have_count(2)
+                    await expect(cards.first).to_be_focused()
+                    await page.goto(f"{base}/review#failed-uploads")
+                    await expect(page).to_have_url(f"{base}/review?view=failed")
+                    await expect(switch_failed).to_have_attribute("aria-pressed", "true")
+                    await expect(cards).to_have_count(2)
                     await page.wait_for_function(
                         "() => { const imgs = document.querySelectorAll('#grid img.thumb');"
                         " return imgs.length === 2 && [...imgs].every(i => i.complete && i.naturalWidth > 0) }"
@@ -161,6 +177,7 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
                     # Back to the review view: bulk bar again, and nothing left in review.
                     await switch_review.click()
                     await expect(page).to_have_url(f"{base}/review")
+                    await expect(page.locator('.site-nav [data-nav="review"]')).to_have_attribute("aria-current", "page")
                     await expect(page.locator("#bulk")).to_be_visible()
                     await expect(page.locator("#empty")).to_have_text("Nothing waiting for review.")
 

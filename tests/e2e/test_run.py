@@ -31,7 +31,8 @@ def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")}
+    # VAULTLINE_PG_SYSTEM_DIR is the machine's (where a root run keeps its clusters), not the stack's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_") or k == "VAULTLINE_PG_SYSTEM_DIR"}
     return env | {"PYTHONUNBUFFERED": "1"}
 
 
@@ -123,6 +124,16 @@ async def test_run_stack_end_to_end(tmp_path):
         assert rt["admin_url"].startswith("http://127.0.0.1:")
         token = (data_dir / "admin-token").read_text().strip()
         assert (data_dir / "admin-token").stat().st_mode & 0o077 == 0
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+
+        # The embedded nats-server wants the credentials runtime.json (0600) carries.
+        assert (data_dir / "runtime.json").stat().st_mode & 0o777 == 0o600
+        nats_password = (data_dir / "nats" / "password").read_text().strip()
+        assert rt["nats_url"].startswith(f"nats://vaultline:{nats_password}@127.0.0.1:")
+        assert nats_password not in log.read_text()  # the summary shows nats://vaultline:***@...
+        anonymous = "nats://" + rt["nats_url"].rsplit("@", 1)[1]
+        with pytest.raises(Exception, match="(?i)authorization"):
+            await nats.connect(anonymous, max_reconnect_attempts=0, allow_reconnect=False)
 
         async with httpx.AsyncClient(base_url=rt["admin_url"]) as http:
             assert (await http.get("/health")).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vaultline.adapters.bus.stream import connect
@@ -47,3 +49,11 @@ def settings(nats_url, migrated_db, js, tmp_path):
         retry_base_delay=0.1,
         retry_max_delay=2.0,
     )
+
+
+@pytest.fixture
+def comfy_dir(tmp_path) -> Path:
+    """An empty ComfyUI output folder."""
+    d = tmp_path / "comfy" / "output"
+    d.mkdir(parents=True)
+    return d

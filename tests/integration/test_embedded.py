@@ -1,9 +1,10 @@
-"""The embedded nats-server and PostgreSQL, the data-dir lock and runtime.json, against real processes."""
+"""The embedded nats-server and PostgreSQL against real processes."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -16,20 +17,11 @@ import nats
 import psutil
 import pytest
 
-from vaultline.adapters import embedded
-from vaultline.adapters.embedded import (
-    AlreadyRunning,
-    DataDirLock,
-    EmbeddedNats,
-    EmbeddedPostgres,
-    EmbeddedServerError,
-    create_database,
-    drop_database,
-    postgres_processes,
-    wait_for,
-    with_database,
-    write_runtime_json,
-)
+from tests.databases import create_database, drop_database
+from vaultline.adapters.embedded import EmbeddedServerError, wait_for
+from vaultline.adapters.embedded.nats import EmbeddedNats
+from vaultline.adapters.embedded import postgres as embedded_postgres
+from vaultline.adapters.embedded.postgres import EmbeddedPostgres, pg_bin, postgres_processes, with_database
 
 
 def _gone(pid: int) -> bool:
@@ -64,7 +56,8 @@ async def test_nats_jetstream_publish_with_sync_always_and_clean_stop(tmp_path):
     server = EmbeddedNats(tmp_path / "nats", monitor=True)
     url = server.start()
     try:
-        assert url.startswith("nats://127.0.0.1:") and url == f"nats://127.0.0.1:{server.port}"
+        password = server.password_path.read_text().strip()
+        assert url == f"nats://vaultline:{password}@127.0.0.1:{server.port}"
         assert "sync_interval: always" in server.config_path.read_text()
         # What the running server actually applied, not just what we wrote.
         with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=5) as resp:
@@ -110,13 +103,25 @@ async def test_nats_keeps_acked_messages_and_url_across_kill(fresh_nats):
         await nc.close()
 
 
-async def test_nats_auth_token_is_required_when_set(tmp_path):
-    with EmbeddedNats(tmp_path / "nats", auth_token="s3cret") as server:
-        assert server.url == f"nats://s3cret@127.0.0.1:{server.port}"
+async def test_nats_refuses_clients_without_the_generated_credentials(tmp_path):
+    """Finding 3: any local user could publish image.approved or delete streams."""
+    with EmbeddedNats(tmp_path / "nats") as server:
+        password = server.password_path.read_text().strip()
+        assert len(password) >= 32
+        for secret_file in (server.password_path, server.config_path):  # nats.conf holds it too
+            assert secret_file.stat().st_mode & 0o777 == 0o600, secret_file
+        assert server.store_dir.stat().st_mode & 0o777 == 0o700
         nc = await nats.connect(server.url)
         await nc.close()
-        with pytest.raises(Exception, match="(?i)authorization"):
-            await nats.connect(f"nats://127.0.0.1:{server.port}", max_reconnect_attempts=0, allow_reconnect=False)
+        for anonymous in (f"nats://127.0.0.1:{server.port}", f"nats://vaultline:wrong@127.0.0.1:{server.port}"):
+            with pytest.raises(Exception, match="(?i)authorization"):
+                await nats.connect(anonymous, max_reconnect_attempts=0, allow_reconnect=False)
+        assert password not in " ".join(psutil.Process(server.pid).cmdline())
+
+    # The same credentials on the next start: clients keep their URL.
+    again = EmbeddedNats(tmp_path / "nats")
+    with again:
+        assert again.url == f"nats://vaultline:{password}@127.0.0.1:{again.port}"
 
 
 def test_nats_binary_missing_is_a_clear_error(monkeypatch, tmp_path):
@@ -147,7 +152,7 @@ async def test_postgres_data_survives_restart_and_stop_leaves_no_process(pg_data
         await conn.close()
         # The same URL works for psql (the bundled one; libpq parses it like asyncpg).
         out = subprocess.run(
-            [str(embedded._pg_bin("psql")), "-X", "-A", "-t", "-d", url, "-c", "SELECT v FROM t"],
+            [str(pg_bin("psql")), "-X", "-A", "-t", "-d", url, "-c", "SELECT v FROM t"],
             capture_output=True, text=True, timeout=30,
         )
         assert out.stdout.strip() == "kept", out.stderr
@@ -247,6 +252,85 @@ async def test_drop_database_disconnects_users_and_removes_it(pg_url):
         left_open.terminate()
 
 
+async def test_no_password_on_any_command_line(tmp_path, pg_data_dir, monkeypatch):
+    """Finding 4: /proc/PID/cmdline is world-readable, so a password must never be on it, of the
+    servers nor of the short-lived programs (initdb, psql) started along the way."""
+    started: list[tuple[list[str], dict]] = []
+    real_run = subprocess.run
+
+    def recording_run(args, *a, **kw):
+        started.append(([str(x) for x in args], kw.get("env") or {}))
+        return real_run(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "run", recording_run)
+    with EmbeddedNats(tmp_path / "nats") as nats_server, EmbeddedPostgres(pg_data_dir, durable=False) as pg:
+        conn = await asyncpg.connect(pg.url)  # a backend process of its own
+        try:
+            secrets_ = [pg._password(), nats_server.password_path.read_text().strip()]
+            live = [psutil.Process(nats_server.pid), *postgres_processes(pg.pgdata)]
+            cmdlines = [" ".join(p.cmdline()) for p in live] + [" ".join(args) for args, _ in started]
+        finally:
+            await conn.close()
+    assert len(live) >= 3 and any("psql" in c for c in cmdlines) and any("initdb" in c for c in cmdlines)
+    for cmd in cmdlines:
+        for secret in secrets_:
+            assert secret not in cmd, cmd
+    psql_env = next(env for args, env in started if args[0].endswith("psql"))
+    assert psql_env["PGPASSWORD"] == secrets_[0]
+    assert pg.password_path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="what a root run does for PostgreSQL's system user")
+async def test_as_root_the_operators_directories_keep_their_modes(tmp_path, monkeypatch, pg_system_dir):
+    """Finding 5: a private checkout (binaries in a 0700 folder) and a data dir under private
+    folders: PostgreSQL's system user gets what it needs under the system dir, and no mode of
+    the operator's directories changes."""
+    private = tmp_path / "home"
+    checkout = private / "checkout"
+    checkout.mkdir(parents=True)
+    site = embedded_postgres.site_packages()
+    for part in ("pgserver", "pgserver.libs"):  # the wheel, as a clone's .venv would hold it
+        subprocess.run(["cp", "-al", str(site / part), str(checkout / part)], check=True)
+    monkeypatch.setattr(embedded_postgres, "site_packages", lambda: checkout)
+    data_dir = private / "projects" / "data" / "postgres"
+    data_dir.parent.mkdir(parents=True)
+    private.chmod(0o700)
+    (private / "projects").chmod(0o750)
+    watched = [data_dir.parent, *data_dir.parent.parents, checkout / "pgserver" / "pginstall" / "bin"]
+    modes = {p: p.lstat().st_mode for p in watched}
+
+    pg = EmbeddedPostgres(data_dir, durable=False)
+    url = pg.start()
+    try:
+        conn = await asyncpg.connect(url)
+        assert await conn.fetchval("SELECT current_user") == "vaultline"
+        await conn.close()
+        assert pg.system_user == "pgserver"
+        assert pg_system_dir in pg.pgdata.parents
+        assert pg.pgdata.stat().st_uid == pwd.getpwnam("pgserver").pw_uid
+        assert pg.pgdata.stat().st_mode & 0o777 == 0o700
+        assert (data_dir / "pgdata-location").read_text().strip() == str(pg.pgdata)
+        exe = Path(psutil.Process(pg.pid).exe())
+        assert pg_system_dir in exe.parents and checkout not in exe.parents
+    finally:
+        pg.stop()
+    assert {p: p.lstat().st_mode for p in watched} == modes
+    assert EmbeddedPostgres(data_dir).pgdata == pg.pgdata  # found again through the pointer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="what a root run does for PostgreSQL's system user")
+def test_as_root_a_symlinked_system_dir_is_refused(tmp_path, monkeypatch, pg_data_dir):
+    """Never follow a symlink when changing ownership or modes."""
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    monkeypatch.setenv("VAULTLINE_PG_SYSTEM_DIR", str(tmp_path / "link"))
+    with pytest.raises(EmbeddedServerError, match="not a symlink"):
+        EmbeddedPostgres(pg_data_dir, durable=False).start()
+    assert target.stat().st_mode & 0o777 == 0o700 and target.stat().st_uid == 0
+    assert list(target.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- process lifetime
 
 
@@ -254,11 +338,12 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from vaultline.adapters.embedded import EmbeddedNats, EmbeddedPostgres
+    from vaultline.adapters.embedded.nats import EmbeddedNats
+    from vaultline.adapters.embedded.postgres import EmbeddedPostgres
     d = Path(sys.argv[1])
     n, pg = EmbeddedNats(d / "nats"), EmbeddedPostgres(d / "pg", durable=False)
     n.start(); pg.start()
-    print(json.dumps({"nats": n.pid, "pg": pg.pid}), flush=True)
+    print(json.dumps({"nats": n.pid, "pg": pg.pid, "pgdata": str(pg.pgdata)}), flush=True)
     sys.stdin.read()
     """
 )
@@ -276,54 +361,8 @@ def test_servers_do_not_outlive_a_killed_parent(pg_data_dir):
         child.wait(10)
     try:
         wait_for(lambda: _gone(pids["nats"]) and _gone(pids["pg"]), 30, "servers to exit after their parent's SIGKILL")
-        wait_for(lambda: not _pg_processes(pg_data_dir / "pg" / "pgdata"), 30, "postgres backends to exit")
+        wait_for(lambda: not _pg_processes(Path(pids["pgdata"])), 30, "postgres backends to exit")
     finally:  # on failure, do not leak the orphans into the rest of the run
-        for pid in pids.values():
+        for pid in (pids["nats"], pids["pg"]):
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- lock and runtime.json
-
-
-_LOCK_HOLDER = textwrap.dedent(
-    """
-    import sys
-    from vaultline.adapters.embedded import DataDirLock
-    DataDirLock(sys.argv[1]).acquire()
-    print("locked", flush=True)
-    sys.stdin.read()
-    """
-)
-
-
-def test_data_dir_lock_names_the_holder_and_is_freed_when_it_exits(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(AlreadyRunning) as err:
-            DataDirLock(tmp_path).acquire()
-        assert str(err.value) == f"vaultline is already running on {tmp_path} (pid {holder.pid})"
-    finally:
-        holder.stdin.close()  # lets it exit normally
-        holder.wait(10)
-
-    with DataDirLock(tmp_path) as lock:
-        assert lock.locked
-        with pytest.raises(AlreadyRunning, match=str(os.getpid())):
-            DataDirLock(tmp_path).acquire()  # a second lock in the same process also fails
-    assert not lock.locked
-    DataDirLock(tmp_path).acquire().release()
-
-
-def test_write_runtime_json_replaces_atomically(tmp_path):
-    path = tmp_path / "runtime.json"
-    write_runtime_json(path, nats_url="nats://a", pid=1)
-    write_runtime_json(path, nats_url="nats://b", database_url="postgresql://x", pid=2, data_dir=tmp_path)
-    assert json.loads(path.read_text()) == {
-        "nats_url": "nats://b", "database_url": "postgresql://x", "pid": 2, "data_dir": str(tmp_path),
-    }
-    assert [p.name for p in tmp_path.iterdir()] == ["runtime.json"]  # no temp file left behind

@@ -16,7 +16,7 @@ from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import event_handler
 from vaultline.adapters.bus.stream import history_subject, read_events
 from vaultline.adapters.bus.topology import ConsumerSpec
-from vaultline.adapters.folder_review import REJECT_REASON, Outcome, watch_review_folders
+from vaultline.entrypoints.drivers.folder_review import REJECT_REASON, Outcome, watch_review_folders
 from vaultline.bootstrap import Runtime
 from vaultline.domain import library as lib
 from vaultline.events import new_event

@@ -12,17 +12,11 @@ import pytest
 from tests.images import Placement, comfy_text, face_png
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import history_subject, read_events
-from vaultline.bootstrap import Runtime, watch_comfy_folders
+from vaultline.bootstrap import Runtime
 from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
+from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def comfy_dir(tmp_path) -> Path:
-    d = tmp_path / "comfy" / "output"
-    d.mkdir(parents=True)
-    return d
 
 
 @pytest.fixture

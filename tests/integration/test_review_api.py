@@ -110,8 +110,11 @@ async def test_token_cookie_and_cross_site_rules(settings):
         assert (await api.http.get("/api/content")).status_code == 401
         r = await api.http.get("/api/content", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 403 and r.json() == {"error": "wrong admin token"}
-        cookie = {"Cookie": f"vaultline_admin={TOKEN}"}
+        login = await api.http.post("/login", data={"token": TOKEN})
+        cookie = {"Cookie": f"vaultline_admin={login.cookies['vaultline_admin']}"}
         assert (await api.http.get("/api/content", headers=cookie)).status_code == 200
+        raw_token = {"Cookie": f"vaultline_admin={TOKEN}"}  # the cookie holds a session id, never the token
+        assert (await api.http.get("/api/content", headers=raw_token)).status_code == 403
         assert (await api.http.get("/api/status", headers={"Cookie": "vaultline_admin=nope"})).status_code == 403
 
         body = {"reason": "not today"}

@@ -94,7 +94,8 @@ def hook():
 def env(monkeypatch, tmp_path: Path) -> Path:
     out = tmp_path / "comfy-output"
     monkeypatch.setenv("VAULTLINE_OUTPUT_DIR", str(out))
-    monkeypatch.setenv("VAULTLINE_ADMIN_TOKEN", "s3cret-token")
+    monkeypatch.setenv("VAULTLINE_INGEST_TOKEN", "s3cret-token")
+    monkeypatch.delenv("VAULTLINE_ENDPOINT", raising=False)
     return out
 
 
@@ -106,8 +107,7 @@ def test_comfyui_conventions(node: ModuleType) -> None:
     assert types["required"]["images"][0] == "IMAGE"
     assert types["required"]["creator"][0] == "STRING"
     assert types["required"]["crop_mode"][0] == ["no_face", "chin", "lips_only"]
-    assert types["optional"]["endpoint"] == ("STRING", {"default": "http://127.0.0.1:8765", "multiline": False,
-                                                        "tooltip": types["optional"]["endpoint"][1]["tooltip"]})
+    assert "endpoint" not in types.get("optional", {})  # a workflow cannot choose where images go
     assert types["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
     assert cls.RETURN_TYPES == () and cls.OUTPUT_NODE is True
     assert cls.FUNCTION == "publish" and cls.CATEGORY == "vaultline"
@@ -115,8 +115,8 @@ def test_comfyui_conventions(node: ModuleType) -> None:
 
 def test_publish_saves_and_posts_each_image(node: ModuleType, hook: Hook, env: Path) -> None:
     images = np.random.default_rng(0).random((2, 64, 48, 3)).astype("float32")
-    result = node.VaultlinePublish().publish(
-        images=images, creator="elena", crop_mode="chin", endpoint=hook.url,
+    result = node.VaultlinePublish(endpoint=hook.url).publish(
+        images=images, creator="elena", crop_mode="chin",
         prompt=PROMPT, extra_pnginfo={"workflow": WORKFLOW},
     )
 
@@ -155,9 +155,8 @@ def test_counter_continues_and_tensor_like_input(node: ModuleType, hook: Hook, e
 
     (env / "mira").mkdir(parents=True)
     (env / "mira" / "vaultline_00007_.png").write_bytes(b"earlier run")
-    node.VaultlinePublish().publish(
+    node.VaultlinePublish(endpoint=hook.url + "/").publish(
         images=FakeTensor(np.ones((1, 8, 8, 3), dtype="float32")), creator="mira", crop_mode="no_face",
-        endpoint=hook.url + "/",
     )
     assert (env / "mira" / "vaultline_00008_.png").exists()
     assert hook.requests[0]["path"] == "/api/ingest"
@@ -166,9 +165,9 @@ def test_counter_continues_and_tensor_like_input(node: ModuleType, hook: Hook, e
 
 def test_hook_401_raises_clear_error(node: ModuleType, hook: Hook, env: Path) -> None:
     hook.status = 401
-    with pytest.raises(node.VaultlinePublishError, match=r"HTTP 401.*VAULTLINE_ADMIN_TOKEN"):
-        node.VaultlinePublish().publish(
-            images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="lips_only", endpoint=hook.url
+    with pytest.raises(node.VaultlinePublishError, match=r"HTTP 401.*VAULTLINE_INGEST_TOKEN"):
+        node.VaultlinePublish(endpoint=hook.url).publish(
+            images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="lips_only"
         )
     assert len(hook.requests) == 1
     # The image is still on disk for the folder watcher.
@@ -180,22 +179,72 @@ def test_unreachable_hook_raises_clear_error(node: ModuleType, env: Path) -> Non
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(node.VaultlinePublishError, match="could not reach vaultline"):
-        node.VaultlinePublish().publish(
+        node.VaultlinePublish(endpoint=f"http://127.0.0.1:{port}").publish(
             images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="chin",
-            endpoint=f"http://127.0.0.1:{port}",
         )
 
 
-def test_bad_creator_or_mode_refused_before_anything_is_written(node: ModuleType, hook: Hook, env: Path) -> None:
-    img = np.zeros((1, 8, 8, 3), dtype="float32")
-    with pytest.raises(ValueError, match="creator"):
-        node.VaultlinePublish().publish(images=img, creator="../Elena", crop_mode="chin", endpoint=hook.url)
-    with pytest.raises(ValueError, match="crop_mode"):
-        node.VaultlinePublish().publish(images=img, creator="elena", crop_mode="sideways", endpoint=hook.url)
-    assert hook.requests == [] and not env.exists()
+def test_endpoint_comes_from_the_environment_never_from_the_workflow(
+    node: ModuleType, hook: Hook, env: Path, monkeypatch
+) -> None:
+    """Finding 2: a shared workflow named the endpoint, and so where the image and token went."""
+    elsewhere = Hook()
+    try:
+        monkeypatch.setenv("VAULTLINE_ENDPOINT", hook.url)
+        node.VaultlinePublish().publish(
+            images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="chin",
+            endpoint=elsewhere.url,  # what an old or hostile workflow passes
+        )
+        assert len(hook.requests) == 1 and hook.requests[0]["auth"] == "Bearer s3cret-token"
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()
 
 
-def test_node_does_not_import_vaultline() -> None:
-    # It runs in ComfyUI's own environment, where vaultline is not installed.
-    source = NODE_FILE.read_text()
-    assert "import vaultline" not in source and "from vaultline" not in source
+@pytest.mark.parametrize("endpoint", ["http://vaultline.example.com:8765", "http://10.0.0.5:8765", "ftp://127.0.0.1"])
+def test_the_token_only_travels_over_https_or_loopback(node: ModuleType, env: Path, endpoint: str) -> None:
+    with pytest.raises(node.VaultlinePublishError, match="plain HTTP|http:// or https://"):
+        node.VaultlinePublish(endpoint=endpoint).publish(
+            images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="chin"
+        )
+    assert not env.exists()  # a configuration error: refused before anything is written
+
+
+def test_the_token_does_not_follow_a_redirect(node: ModuleType, hook: Hook, env: Path) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - a 302 turns the POST into a GET
+            seen.append((self.command, self.headers.get("Authorization")))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}/api/ingest")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook.server.RequestHandlerClass = Redirect
+    try:
+        with pytest.raises(node.VaultlinePublishError, match="HTTP 404"):
+            node.VaultlinePublish(endpoint=hook.url).publish(
+                images=np.zeros((1, 8, 8, 3), dtype="float32"), creator="elena", crop_mode="chin"
+            )
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert seen and all(auth is None for _, auth in seen), seen

@@ -117,3 +117,29 @@ async def test_recrop_uses_the_requested_mode_and_gets_its_own_event():
 async def test_other_events_are_ignored():
     e = new_event("image.rejected", creator="elena", key=CID, payload={"reason": "x"})
     assert await crop.handle(e, storage=InMemoryStorage(), crop=StubCrop(), publisher=FakePublisher()) is None
+
+
+async def test_a_long_crop_in_a_thread_keeps_its_message_alive():
+    import asyncio
+    import threading
+
+    storage, pub, beats = InMemoryStorage(), FakePublisher(), []
+    await storage.put(RAW, b"img")
+    released = threading.Event()
+
+    async def slow_crop(data, mode):
+        def work():  # CPU work in a thread: the event loop stays free to beat
+            assert released.wait(10), "no heartbeats while the crop ran"
+            return StubResult(b"a", b"u")
+
+        return await asyncio.to_thread(work)
+
+    async def heartbeat():
+        beats.append(1)
+        if len(beats) >= 3:
+            released.set()
+
+    out = await crop.handle(
+        generated(), storage=storage, crop=slow_crop, publisher=pub, heartbeat=heartbeat, heartbeat_every=0.01
+    )
+    assert out.type == "image.cropped" and len(beats) >= 3

@@ -303,7 +303,7 @@ def test_vaultline_services_reach_the_cluster(services: dict[str, dict[str, Any]
         if not _is_vaultline(svc):
             continue
         env = _env(svc)
-        hosts = re.findall(r"nats://([\w.-]+):4222", env["VAULTLINE_NATS_URL"])
+        hosts = re.findall(r"nats://(?:[^@,]+@)?([\w.-]+):4222", env["VAULTLINE_NATS_URL"])
         assert hosts and set(hosts) <= set(NATS_NODES), f"{name}: {env['VAULTLINE_NATS_URL']}"
         assert "@postgres:5432/" in env["VAULTLINE_DATABASE_URL"], name
         assert env["VAULTLINE_S3_ENDPOINT_URL"] == "http://minio:9000", name
@@ -320,6 +320,8 @@ def test_admin_app_is_published_on_loopback_only(services: dict[str, dict[str, A
         assert not published or host_ip == "127.0.0.1", f"admin port {port!r} is not bound to 127.0.0.1"
     # Inside the container it must listen on all interfaces, or the published port reaches nothing.
     assert _env(admin).get("VAULTLINE_ADMIN_HOST") == "0.0.0.0"
+    # ...which the app refuses over plain HTTP unless told (published on loopback only, above).
+    assert _env(admin).get("VAULTLINE_ADMIN_INSECURE_BIND") == "true"
 
 
 def test_no_service_publishes_on_all_interfaces(services: dict[str, dict[str, Any]]) -> None:
@@ -357,6 +359,75 @@ def test_required_compose_variables_are_in_env_example() -> None:
     assert required, "compose should refuse to start without its secrets (${VAR:?message})"
     missing = required - set(_env_example())
     assert not missing, f"documented nowhere in deploy/.env.example: {sorted(missing)}"
+
+
+def _authorization(text: str) -> str:
+    m = re.search(r"^authorization\s*\{(.*?)^\}", text, re.M | re.S)
+    assert m, "no top-level `authorization { }` block"
+    return m.group(1)
+
+
+def test_nats_requires_an_app_and_a_worker_user(services: dict[str, dict[str, Any]]) -> None:
+    """Finding 8: the cluster had no authorization at all."""
+    for node in NATS_NODES:
+        auth = _authorization(_strip_comments(_nats_conf(node, services).read_text()))
+        users = dict(re.findall(r"user:\s*(\w+)\s*,?\s*password:\s*(\$\w+)", auth))
+        assert users == {"app": "$NATS_APP_PASSWORD", "worker": "$NATS_WORKER_PASSWORD"}, f"{node}: {users}"
+        worker = auth[auth.index("user: worker"):]
+        for denied in ("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.CONSUMER.DELETE.>"):
+            assert re.search(r"deny:\s*\[[^\]]*" + re.escape(f'"{denied}"'), worker), f"{node}: worker may {denied}"
+        # nats-server resolves $NATS_*_PASSWORD from its environment: compose must set it from .env.
+        env = _env(services[node])
+        for var in ("NATS_APP_PASSWORD", "NATS_WORKER_PASSWORD"):
+            assert env.get(var, "").startswith(f"${{{var}:?"), f"{node}: {var} is not required from deploy/.env"
+
+
+def test_vaultline_services_authenticate_to_nats(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        if not _is_vaultline(svc):
+            continue
+        user = "app" if name in ("admin", "provision") else "worker"
+        url = _env(svc)["VAULTLINE_NATS_URL"]
+        for server in url.split(","):
+            assert server.startswith(f"nats://{user}:${{NATS_{user.upper()}_PASSWORD:?"), f"{name}: {server}"
+
+
+def _secrets_check_script(services: dict[str, dict[str, Any]]) -> str:
+    script = _shell_script(services["secrets-check"])
+    assert script, "secrets-check must run a shell script"
+    return script.replace("$$", "$")  # what compose hands the container
+
+
+@pytest.mark.parametrize("placeholder", [None, "change-me", "change-me-nats-app", "CHANGEME"])
+def test_placeholder_secrets_stop_the_deployment(services: dict[str, dict[str, Any]], placeholder: str | None) -> None:
+    """Finding 8: compose's ${VAR:?} refuses only missing secrets; the secrets-check job refuses
+    .env.example's placeholders, and everything holding a secret waits for it."""
+    import subprocess
+
+    svc = services["secrets-check"]
+    env = {k: "s3cret-" + k.lower() for k in _env(svc)}
+    if placeholder:
+        env["NATS_APP_PASSWORD"] = placeholder
+    run = subprocess.run(["/bin/sh", "-c", _secrets_check_script(services)], env=env, capture_output=True, text=True)
+    if placeholder:
+        assert run.returncode != 0 and "NATS_APP_PASSWORD" in run.stderr, run
+    else:
+        assert run.returncode == 0, run.stderr
+    # Every secret of .env.example reaches the check.
+    secrets = {k for k in _env_example() if SECRET_NAME.search(k) and k != "VAULTLINE_SECRET_KEY"}
+    assert secrets - {"VAULTLINE_FANVUE_CLIENT_SECRET"} <= set(_env(svc)), sorted(secrets - set(_env(svc)))
+    # Non-vaultline services with secrets wait for it, directly or through what they wait for
+    # (vaultline ones check their own settings too).
+    def waits_for_check(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        deps = _depends(services[name])
+        if deps.get("secrets-check") == "service_completed_successfully":
+            return True
+        return any(d not in seen and waits_for_check(d, seen | {name}) for d in deps)
+
+    for name, other in services.items():
+        holds_secret = any(SECRET_NAME.search(k) for k in _env(other))
+        if holds_secret and name != "secrets-check":
+            assert waits_for_check(name), name
 
 
 # --------------------------------------------------------------------------- image

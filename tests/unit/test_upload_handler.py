@@ -76,7 +76,14 @@ class FakePlatform:
     async def create_post(self, media_uuid, post):
         await self._step("create_post")
         self.posts.append(post | {"media": media_uuid})
-        return "post-1"
+        if self.crash_after == "create_post":  # the post exists; the answer never arrives
+            self.crash_after = None
+            raise ConnectionError("connection reset while reading the response")
+        return f"post-{len(self.posts)}"
+
+    async def find_post(self, media_uuid):
+        await self._step("find_post")
+        return next((f"post-{i + 1}" for i, p in enumerate(self.posts) if p["media"] == media_uuid), None)
 
 
 CID = uuid.uuid4()
@@ -144,8 +151,8 @@ async def test_crash_right_after_a_step_is_committed_repeats_nothing(world, comm
     platform, event = FakePlatform(), approved()
     real_save = store.save
 
-    async def save_then_die(state):
-        await real_save(state)
+    async def save_then_die(state, expected_step):
+        await real_save(state, expected_step)
         if state.step == committed_step:
             raise Crash(committed_step)
 
@@ -208,6 +215,89 @@ async def test_a_feed_approval_can_ask_for_a_post(world):
     await run(approved("feed", post=post, description="new set"), store, storage, platform)
     assert platform.calls[-1] == "create_post"
     assert platform.posts[0]["text"] == "new set" and platform.posts[0]["media"] == "m1"
+
+
+FEED_POST = {"audience": "subscribers", "text": "new set"}
+
+
+async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved("feed", post=FEED_POST)
+    platform.crash_after = "create_post"
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)
+    assert store.states[CID].step == "posting"  # recorded before the request
+    state = await run(event, store, storage, platform)
+    assert state.step == "done" and state.post_uuid == "post-1"
+    assert len(platform.posts) == 1
+    assert platform.calls[-2:] == ["create_post", "find_post"]
+
+
+async def test_a_post_that_never_reached_the_platform_is_created_on_resume(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved("feed", post=FEED_POST)
+    platform.flaky = "create_post"
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)
+    platform.flaky = None
+    state = await run(event, store, storage, platform)
+    assert state.step == "done" and len(platform.posts) == 1
+
+
+async def test_a_second_run_while_one_holds_the_upload_touches_nothing(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    async with store.exclusive(CID):  # another worker is running this upload
+        with pytest.raises(upload.UploadBusy):
+            await run(event, store, storage, platform)
+    assert platform.calls == []
+    state = await run(event, store, storage, platform)
+    assert state.step == "done" and platform.sessions == ["m1"]
+
+
+async def test_a_run_whose_step_moved_under_it_stops_without_repeating_a_platform_call(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    real = platform.upload_parts
+
+    async def parts_while_another_run_advances(upload_id, data):
+        # Another run (that took over after this one lost its lock) moved the step on.
+        store.states[CID] = store._copy(store.states[CID], step="completed")
+        return await real(upload_id, data)
+
+    platform.upload_parts = parts_while_another_run_advances
+    with pytest.raises(upload.LostRace):
+        await run(event, store, storage, platform, final_attempt=True)
+    assert platform.calls == ["create_session", "upload_parts"]  # it did not go on to complete
+    assert store.states[CID].step == "completed" and store.outbox == []  # not failed either
+
+
+async def test_the_run_sends_heartbeats_while_it_waits_on_the_platform(world):
+    import asyncio
+
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform, event = FakePlatform(), approved()
+    beats = []
+    real = platform.wait_ready
+
+    async def slow_ready(media_uuid):
+        while len(beats) < 3:  # media still processing
+            await asyncio.sleep(0.005)
+        await real(media_uuid)
+
+    async def heartbeat():
+        beats.append(1)
+
+    platform.wait_ready = slow_ready
+    state = await asyncio.wait_for(
+        run(event, store, storage, platform, heartbeat=heartbeat, heartbeat_every=0.01), timeout=10
+    )
+    assert state.step == "done" and len(beats) >= 3
 
 
 async def test_content_not_projected_yet_is_retried_later():

@@ -5,19 +5,25 @@ Install: copy (or symlink) this folder into ComfyUI/custom_nodes/ and restart Co
 Runs inside ComfyUI's Python: stdlib + numpy + PIL only, and it never imports vaultline.
 
 Hook contract: POST {endpoint}/api/ingest, multipart/form-data fields `file` (the PNG),
-`creator`, `mode`; header `Authorization: Bearer $VAULTLINE_ADMIN_TOKEN`. Any non-2xx answer
+`creator`, `mode`; header `Authorization: Bearer $VAULTLINE_INGEST_TOKEN`. Any non-2xx answer
 raises, so the failure shows in ComfyUI instead of an image silently going missing; the PNG
 stays in the output folder either way (vaultline's folder watcher can still pick it up).
+
+Security: the endpoint comes from the environment ComfyUI runs in (VAULTLINE_ENDPOINT), never
+from a workflow, which may be shared; the token is the ingest-only one (it can add images and
+do nothing else) and is only sent over https or to a loopback address, never across a redirect.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import tempfile
 import urllib.error
 import urllib.request
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,9 +33,10 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8765"
+ENDPOINT_ENV = "VAULTLINE_ENDPOINT"
 CROP_MODES = ["no_face", "chin", "lips_only"]
 CREATOR_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # vaultline's creator slug
-TOKEN_ENV = "VAULTLINE_ADMIN_TOKEN"
+TOKEN_ENV = "VAULTLINE_INGEST_TOKEN"  # ingest-only: DATA_DIR/ingest-token of `vaultline run`
 OUTPUT_DIR_ENV = "VAULTLINE_OUTPUT_DIR"
 HTTP_TIMEOUT = 60.0
 
@@ -79,6 +86,29 @@ def _to_batch(images: Any) -> np.ndarray:
     return np.clip(255.0 * arr.astype(np.float32), 0, 255).astype(np.uint8)
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_endpoint(endpoint: str, with_token: bool) -> str:
+    """`endpoint` without a trailing slash, refused when it would carry the token in clear text."""
+    endpoint = endpoint.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise VaultlinePublishError(f"{ENDPOINT_ENV} must be an http:// or https:// URL, got {endpoint!r}")
+    if with_token and parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise VaultlinePublishError(
+            f"refusing to send the vaultline token over plain HTTP to {parts.hostname}: set {ENDPOINT_ENV} "
+            "to an https:// URL (or a loopback address such as http://127.0.0.1:8765)"
+        )
+    return endpoint
+
+
 def _multipart(fields: dict[str, str], file_field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = f"vaultline-{uuid.uuid4().hex}"
     parts: list[bytes] = []
@@ -101,8 +131,9 @@ def _multipart(fields: dict[str, str], file_field: str, filename: str, data: byt
 class VaultlinePublish:
     """Save + publish to vaultline. An output node: put it at the end of a workflow."""
 
-    def __init__(self, output_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, output_dir: str | os.PathLike[str] | None = None, endpoint: str | None = None) -> None:
         self._output_dir = output_dir
+        self._endpoint = endpoint  # else VAULTLINE_ENDPOINT, else DEFAULT_ENDPOINT
         self.type = "output"
         self.compress_level = 4  # SaveImage's default
 
@@ -115,11 +146,8 @@ class VaultlinePublish:
                                        "tooltip": "vaultline creator slug (a-z, 0-9, _ and -)."}),
                 "crop_mode": (CROP_MODES, {"default": "no_face", "tooltip": "How vaultline should crop."}),
             },
-            "optional": {
-                "endpoint": ("STRING", {"default": DEFAULT_ENDPOINT, "multiline": False,
-                                        "tooltip": "vaultline admin URL; the token comes from "
-                                                   f"the {TOKEN_ENV} environment variable."}),
-            },
+            # No endpoint input: a (shared) workflow must not choose where the image and the
+            # token go. It comes from VAULTLINE_ENDPOINT in ComfyUI's environment.
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
@@ -136,17 +164,17 @@ class VaultlinePublish:
         images: Any,
         creator: str,
         crop_mode: str,
-        endpoint: str = DEFAULT_ENDPOINT,
         prompt: dict[str, Any] | None = None,
         extra_pnginfo: dict[str, Any] | None = None,
+        **ignored: Any,  # e.g. `endpoint` from a workflow saved by an older version: never used
     ) -> dict[str, Any]:
         creator = (creator or "").strip()
         if not CREATOR_RE.match(creator):
             raise ValueError(f"vaultline creator must be a slug like 'elena' (a-z, 0-9, _ and -), got {creator!r}")
         if crop_mode not in CROP_MODES:
             raise ValueError(f"crop_mode must be one of {CROP_MODES}, got {crop_mode!r}")
-        endpoint = (endpoint or DEFAULT_ENDPOINT).strip().rstrip("/")
         token = os.environ.get(TOKEN_ENV, "").strip()
+        endpoint = _checked_endpoint(self._endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT, bool(token))
 
         batch = _to_batch(images)
         folder = self._output_folder() / creator
@@ -200,9 +228,9 @@ class VaultlinePublish:
         url = f"{endpoint}/api/ingest"
         body, content_type = _multipart({"creator": creator, "mode": mode}, "file", path.name, path.read_bytes())
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        if token:  # "unredirected": a redirect elsewhere does not get the token
+            req.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:
                 status = resp.status

@@ -199,6 +199,14 @@ def event_handler(fn: EventHandler) -> RawHandler:
     return raw
 
 
+def event_headers(event: Envelope) -> dict[str, str]:
+    """The headers every published event carries (the publisher and the outbox relay use this)."""
+    headers = {MSG_ID: str(event.event_id), H_TYPE: event.type, H_CORRELATION: str(event.correlation_id)}
+    if event.causation_id:
+        headers[H_CAUSATION] = str(event.causation_id)
+    return headers
+
+
 class JetStreamPublisher:
     """Publisher port: every event goes through JetStream with Nats-Msg-Id = event_id, and
     publish() returns only once the stream has stored it (PubAck)."""
@@ -208,14 +216,9 @@ class JetStreamPublisher:
         self._timeout = timeout
 
     async def publish(self, event: Envelope) -> None:
-        headers = {
-            MSG_ID: str(event.event_id),
-            H_TYPE: event.type,
-            H_CORRELATION: str(event.correlation_id),
-        }
-        if event.causation_id:
-            headers[H_CAUSATION] = str(event.causation_id)
-        await self.publish_raw(event.subject, event.to_json(), headers, correlation_id=str(event.correlation_id))
+        await self.publish_raw(
+            event.subject, event.to_json(), event_headers(event), correlation_id=str(event.correlation_id)
+        )
 
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str], *, correlation_id: str | None = None

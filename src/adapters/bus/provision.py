@@ -1,4 +1,4 @@
-"""Create or update the streams and durable consumers declared in topology.py.
+"""Apply the streams and durable consumers declared in topology.py to the server.
 
 Idempotent: run it on every start. A changed setting of an existing consumer (max_deliver,
 ack_wait, filter subjects) is applied through the server's create-or-update API; a change
@@ -9,58 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from vaultline.adapters.bus.topology import (
-    ADVISORIES_MAX_AGE_S,
-    ADVISORIES_STREAM,
-    ADVISORY_SUBJECTS,
-    CONSUMERS,
-    DUPLICATE_WINDOW_S,
-    EVENTS_STREAM,
-    ConsumerSpec,
-)
-from vaultline.events import STREAM_SUBJECTS
+from vaultline.adapters.bus.topology import CONSUMERS, ConsumerSpec, stream_configs
 
 
 class ProvisionError(RuntimeError):
     pass
-
-
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    return [
-        StreamConfig(
-            name=EVENTS_STREAM,
-            description="vaultline events: the audit trail; Postgres tables are projections of it",
-            subjects=list(STREAM_SUBJECTS),
-            # limits, never workqueue/interest: those delete acked messages and the audit trail.
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            allow_direct=True,
-        ),
-        StreamConfig(
-            name=ADVISORIES_STREAM,
-            description="max-deliveries and terminated advisories of EVENTS consumers (dead letters)",
-            subjects=list(ADVISORY_SUBJECTS),
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
-            max_age=ADVISORIES_MAX_AGE_S,
-        ),
-    ]
 
 
 def consumer_config(spec: ConsumerSpec, *, default_max_deliver: int) -> ConsumerConfig:
@@ -72,7 +28,7 @@ def consumer_config(spec: ConsumerSpec, *, default_max_deliver: int) -> Consumer
         filter_subjects=list(spec.filter_subjects),
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=spec.ack_wait_s,
-        max_deliver=spec.max_deliver or default_max_deliver,
+        max_deliver=spec.max_deliver_or(default_max_deliver),
         max_ack_pending=spec.max_ack_pending,
         deliver_policy=policy,
         opt_start_seq=spec.opt_start_seq if policy == DeliverPolicy.BY_START_SEQUENCE else None,

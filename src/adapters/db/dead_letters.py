@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 
 from vaultline.handlers.dlq import OriginalMessage
+
+
+_SUMMARY = (
+    "id, consumer, stream, stream_seq, reason, event_id, subject, deliveries, last_error, "
+    "recorded_at, redriven_at, redrive_msg_id, dropped_at"
+)
 
 
 def _event_id(headers: dict[str, str]) -> uuid.UUID | None:
@@ -49,3 +56,30 @@ class PostgresDeadLetterStore:
             deliveries,
         )
         return inserted is not None
+
+    # ------------------------------------------------------------------ the operator's side
+
+    async def list(self, *, include_dropped: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            f"SELECT {_SUMMARY} FROM dead_letters WHERE $1 OR dropped_at IS NULL ORDER BY id DESC LIMIT $2",
+            include_dropped, limit,
+        )  # fmt: skip
+        return [dict(r) for r in rows]
+
+    async def get(self, dead_letter_id: int) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_SUMMARY}, payload, headers FROM dead_letters WHERE id = $1", dead_letter_id
+        )
+        return dict(row) if row else None
+
+    async def mark_redriven(self, dead_letter_id: int, msg_id: uuid.UUID) -> None:
+        await self._pool.execute(
+            "UPDATE dead_letters SET redriven_at = now(), redrive_msg_id = $2 WHERE id = $1", dead_letter_id, msg_id
+        )
+
+    async def drop(self, dead_letter_id: int) -> bool:
+        """Hide it from the list (kept for the audit trail); False when it was already dropped."""
+        status = await self._pool.execute(
+            "UPDATE dead_letters SET dropped_at = now() WHERE id = $1 AND dropped_at IS NULL", dead_letter_id
+        )
+        return status == "UPDATE 1"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -10,7 +12,11 @@ import asyncpg
 from vaultline.adapters.db import PostgresUnitOfWork
 from vaultline.domain.content import project
 from vaultline.events import Envelope
-from vaultline.handlers.upload import UploadState
+from vaultline.handlers.upload import LostRace, UploadState
+
+# Seed of hashtextextended() for the per-content advisory locks, so they cannot collide
+# with other advisory locks (migrations) by accident.
+_LOCK_SEED = 0x75706C6F6164  # "upload"
 
 _FIELDS = ("step", "media_uuid", "upload_id", "parts", "post", "post_uuid", "error", "failed_step")
 
@@ -48,30 +54,54 @@ class PostgresUploadStore:
         row = await self._pool.fetchrow("SELECT * FROM uploads WHERE content_id = $1", state.content_id)
         return _state(row)
 
-    async def save(self, state: UploadState, conn: Any = None) -> None:
-        sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(_FIELDS, start=2))
-        await (conn or self._pool).execute(
-            f"UPDATE uploads SET {sets}, attempts = attempts + 1, updated_at = now() WHERE content_id = $1",
+    async def save(self, state: UploadState, expected_step: str, conn: Any = None) -> None:
+        """Compare-and-set: only from `expected_step`; LostRace when another run moved it."""
+        sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(_FIELDS, start=3))
+        status = await (conn or self._pool).execute(
+            f"UPDATE uploads SET {sets}, attempts = attempts + 1, updated_at = now() "
+            "WHERE content_id = $1 AND step = $2",
             state.content_id,
+            expected_step,
             *(getattr(state, f) for f in _FIELDS),
         )
+        if status != "UPDATE 1":
+            raise LostRace(f"upload of {state.content_id} is no longer at step {expected_step!r}")
 
-    async def _conclude(self, state: UploadState, event: Envelope, step: str) -> None:
+    @contextlib.asynccontextmanager
+    async def exclusive(self, content_id: uuid.UUID) -> AsyncIterator[bool]:
+        """A session advisory lock on a connection of its own for the whole run: a crashed
+        process's connection closes and the lock goes with it."""
+        conn = await self._pool.acquire()
+        got = False
+        try:
+            got = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
+            )
+            yield got
+        finally:
+            if got:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
+                except BaseException:
+                    conn.terminate()  # the lock ends with the session
+            await self._pool.release(conn)
+
+    async def _conclude(self, state: UploadState, event: Envelope, step: str, expected_step: str) -> None:
         state_copy = UploadState(**{**state.__dict__, "step": step})
         uow = PostgresUnitOfWork(self._pool)
         async with uow as tx:
-            await self.save(state_copy, tx.conn)
+            await self.save(state_copy, expected_step, tx.conn)
             row = await tx.content.get(state.content_id, for_update=True)
             new = project(row, event)
             if new is not None:
                 await tx.content.upsert(new)
             await tx.add_outbox(event)
 
-    async def finish(self, state: UploadState, uploaded: Envelope) -> None:
-        await self._conclude(state, uploaded, "done")
+    async def finish(self, state: UploadState, uploaded: Envelope, expected_step: str) -> None:
+        await self._conclude(state, uploaded, "done", expected_step)
 
-    async def fail(self, state: UploadState, failed: Envelope) -> None:
-        await self._conclude(state, failed, "failed")
+    async def fail(self, state: UploadState, failed: Envelope, expected_step: str) -> None:
+        await self._conclude(state, failed, "failed", expected_step)
 
     async def review_key(self, content_id: uuid.UUID) -> tuple[str, str] | None:
         row = await self._pool.fetchrow(

@@ -631,6 +631,21 @@ class FanvueClient:
         return body
 
 
+    async def list_posts(self, *, page: int = 1, size: int = 50) -> list[dict[str, Any]]:
+        """GET /posts (page, size): the creator's posts, newest first, each with its mediaUuids."""
+        body = await self._json("GET", "/posts", params={"page": page, "size": size})
+        items = body.get("data", []) if isinstance(body, dict) else (body or [])
+        return [p for p in items if isinstance(p, dict)]
+
+    async def find_post_with_media(self, media_uuid: str, *, recent: int = 50) -> dict[str, Any] | None:
+        """The most recent post (among the last `recent`) that carries `media_uuid`, or None:
+        how a create_post that failed ambiguously is reconciled before it is tried again."""
+        for post in await self.list_posts(size=recent):
+            if media_uuid in (post.get("mediaUuids") or []):
+                return post
+        return None
+
+
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import ingest, pages, review, stats
+from vaultline.entrypoints.routes import ingest, ops, pages, review, stats
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
+    ops.router,
     stats.router,
 ]

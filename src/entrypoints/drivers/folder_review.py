@@ -82,7 +82,9 @@ async def decide_file(path: Path, *, root: Path, uow: UnitOfWorkFactory, setting
     creator, name = rel.split("/", 1)[0], library.name_of(rel)
     cid = library.content_id_from_name(name)
     if cid is None:
-        return Outcome(path, "ignored", reason="not a library file name (no content id)")
+        # rejected/ also holds watched files that never became an image: resting, not a decision.
+        resting = (library.stage_of(rel) or (None, None))[0] == library.REJECTED
+        return Outcome(path, "ignored", reason="not a library file name (no content id)", decided=resting)
     stage, vault = library.stage_of(rel) or (None, None)
     if stage == library.APPROVED and vault is not None:
         if vault not in VAULTS:

@@ -1,0 +1,102 @@
+"""`vaultline dlq list|show|retry|drop` against real NATS + PostgreSQL: a retried dead letter is
+processed once, and retrying an event that was in fact processed has no second effect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from tests.waiting import wait_until
+from vaultline.adapters.bus.broker import Delivery, event_handler
+from vaultline.adapters.bus.topology import ConsumerSpec
+from vaultline.bootstrap import Ports, Runtime
+from vaultline.events import Envelope, new_event
+
+pytestmark = pytest.mark.integration
+
+
+def counting_handler(broken: dict[str, bool]):
+    def factory(p: Ports):
+        async def run(event: Envelope, d: Delivery) -> None:
+            if broken["now"]:
+                raise ConnectionError("downstream unavailable")
+            async with p.uow() as tx:
+                if await tx.first_time("counted", event.event_id, d.stream_seq):
+                    await tx.conn.execute(
+                        "INSERT INTO effects(event_id, n) VALUES ($1, 1) "
+                        "ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1",
+                        event.event_id,
+                    )
+
+        return event_handler(run)
+
+    return factory
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    output: str  # stdout + stderr
+
+
+async def vl(settings, *args: str) -> Result:
+    """The CLI as an operator runs it: its own process (logs on stderr, JSON on stdout)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")} | {
+        "VAULTLINE_DATABASE_URL": settings.database_url, "VAULTLINE_NATS_URL": settings.nats_url,
+    }  # fmt: skip
+    argv = [sys.executable, "-m", "vaultline", *args, "--data-dir", str(settings.data_dir)]
+    p = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
+    return Result(p.returncode, p.stdout, p.stdout + p.stderr)
+
+
+async def test_retry_republishes_once_and_a_processed_event_has_no_second_effect(settings, pool):
+    await pool.execute("CREATE TABLE effects (event_id uuid PRIMARY KEY, n integer NOT NULL)")
+    broken = {"now": True}
+    spec = ConsumerSpec("counted", ("image.approved.>",), max_deliver=2)
+    event = new_event("image.approved", creator="elena", key=uuid.uuid4(), payload={"vault": "feed"})
+    async with Runtime(settings, ["counted", "dlq"], custom={"counted": (spec, counting_handler(broken))}) as rt:
+        await rt.publisher.publish(event)
+        dead_id = await wait_until(lambda: pool.fetchval("SELECT id FROM dead_letters WHERE consumer='counted'"),
+                                   timeout=30, what="the dead letter")  # fmt: skip
+
+        listed = await vl(settings, "dlq", "list", "--json")
+        assert listed.exit_code == 0, listed.output
+        (row,) = json.loads(listed.stdout)
+        assert row["id"] == dead_id and row["event_id"] == str(event.event_id) and row["reason"] == "max_deliveries"
+        shown = await vl(settings, "dlq", "show", str(dead_id))
+        assert json.loads(shown.stdout)["payload"]["event_id"] == str(event.event_id)
+
+        broken["now"] = False  # the operator fixed the cause
+        retried = await vl(settings, "dlq", "retry", str(dead_id), "--json")
+        assert retried.exit_code == 0, retried.output
+        first_msg = json.loads(retried.stdout)["redrive_msg_id"]
+        await wait_until(lambda: pool.fetchval("SELECT n FROM effects WHERE event_id = $1", event.event_id),
+                         what="the retried event to be processed")  # fmt: skip
+
+        # Retried again although it had been processed: a new message, no second effect.
+        again = await vl(settings, "dlq", "retry", str(dead_id), "--json")
+        assert again.exit_code == 0 and json.loads(again.stdout)["redrive_msg_id"] != first_msg
+        await wait_until(lambda: _consumer_idle(rt, "counted"), what="the second retry to be consumed")
+        assert await pool.fetchval("SELECT n FROM effects WHERE event_id = $1", event.event_id) == 1
+
+        dropped = await vl(settings, "dlq", "drop", str(dead_id))
+        assert dropped.exit_code == 0
+        assert json.loads((await vl(settings, "dlq", "list", "--json")).stdout) == []
+        assert len(json.loads((await vl(settings, "dlq", "list", "--all", "--json")).stdout)) == 1
+        refused = await vl(settings, "dlq", "retry", str(dead_id))
+        assert refused.exit_code == 1 and "dropped" in refused.output
+        missing = await vl(settings, "dlq", "show", "999999")
+        assert missing.exit_code == 1 and "no dead letter" in missing.output
+
+
+async def _consumer_idle(rt, name):
+    info = await rt.ports.js.consumer_info("EVENTS", name)
+    return info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.stream_seq >= 3

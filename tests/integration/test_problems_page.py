@@ -1,0 +1,62 @@
+"""The "problems" list on the review page, in headless Chromium against the real admin app:
+a watched file that never became an image shows up with its reason, rendered as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.waiting import wait_until
+from vaultline.adapters.db.problems import record_problem
+from vaultline.bootstrap import Runtime
+from vaultline.entrypoints.admin import COOKIE, AdminContext, AdminServer, Services, create_app
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser at /usr/bin/chromium (`make browser`)"),
+]
+SCRIPT = "<script>alert(1)</script>"
+
+
+async def test_problems_are_listed_on_the_review_page(settings, pool):
+    from playwright.async_api import async_playwright, expect
+
+    async with Runtime(settings, []) as rt:
+        ctx = AdminContext(token="t0k", services=Services.from_runtime(rt))
+        server = AdminServer(create_app(ctx))
+        rt.add_task(server.serve())
+        await wait_until(lambda: server.started, what="admin server")
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                try:
+                    context = await browser.new_context()
+                    context.set_default_timeout(20_000)
+                    await context.add_cookies([{"name": COOKIE, "value": "t0k", "url": server.url}])
+                    page = await context.new_page()
+                    dialogs: list[str] = []
+                    page.on("dialog", lambda d: dialogs.append(d.message))
+                    await page.goto(f"{server.url}/review")
+                    await expect(page.locator("#grid")).to_be_attached()
+                    await expect(page.locator("#problems")).to_be_hidden()  # nothing to show yet
+
+                    await record_problem(
+                        pool, creator="elena", path="/comfy/output/ComfyUI_00007_.png",
+                        moved_to="elena/rejected/ComfyUI_00007_.png", reason=f"not a complete image {SCRIPT}",
+                    )  # fmt: skip
+                    await page.reload()
+                    problems = page.locator("#problems")
+                    await expect(problems).to_be_visible()
+                    await expect(page.locator("#problems-count")).to_have_text("1")
+                    item = page.locator("#problems-list li")
+                    await expect(item).to_have_count(1)
+                    await expect(item.locator(".problem-file")).to_have_text("ComfyUI_00007_.png")
+                    await expect(item.locator(".problem-reason")).to_have_text(f"not a complete image {SCRIPT}")
+                    assert dialogs == []  # the reason stayed text
+                finally:
+                    await browser.close()
+        finally:
+            await server.stop()
