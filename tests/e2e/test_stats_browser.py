@@ -18,7 +18,7 @@ from tests.integration.conftest import js, migrated_db, pool, settings  # noqa: 
 from tests.waiting import wait_until
 from vaultline.adapters.db.analytics import PostgresAnalyticsStore
 from vaultline.bootstrap import Runtime
-from vaultline.entrypoints.admin import COOKIE, AdminContext, AdminServer, Services, create_app
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 from vaultline.entrypoints.metrics_http import with_metrics
 from vaultline.handlers import analytics
 
@@ -50,7 +50,7 @@ async def test_stats_api_and_page_in_chromium(settings, pool):
 
     await seed(pool, settings.library_root)
     async with Runtime(settings, [], relay=False) as rt:
-        ctx = AdminContext(token=TOKEN, services=Services.from_runtime(rt))
+        ctx = AdminContext(token=TOKEN, services=Services.from_runtime(rt), trusted_hosts=["127.0.0.1"])
         server = AdminServer(with_metrics(create_app(ctx), settings, TOKEN, rt), port=0)
         task = asyncio.create_task(server.serve())
         try:
@@ -68,9 +68,11 @@ async def test_stats_api_and_page_in_chromium(settings, pool):
                     assert r.status_code == 400 and message in r.json()["error"], (bad, r.text)
                 r = await http.get("/stats", params={"until": "never"}, headers=auth)
                 assert r.status_code == 400 and "until must be a date" in r.text
-                # The admin app's /metrics, behind the same token.
+                # The admin app's /metrics, behind the same protection as every route.
                 assert (await http.get("/metrics")).status_code == 401
                 assert "vaultline_consumer_pending" in (await http.get("/metrics", headers=auth)).text
+                other_host = {**auth, "Host": "evil.example"}
+                assert (await http.get("/metrics", headers=other_host)).status_code == 400
                 openapi = (await http.get("/openapi.json", headers=auth)).json()
                 assert "/api/stats" in openapi["paths"]
 
@@ -80,12 +82,16 @@ async def test_stats_api_and_page_in_chromium(settings, pool):
                 try:
                     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
                     context.set_default_timeout(20_000)
-                    await context.add_cookies([{"name": COOKIE, "value": TOKEN, "url": base}])
                     page = await context.new_page()
                     problems: list[str] = []
                     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
                     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-                    await page.goto(f"{base}/stats?creator={CREATOR}&since={D1}&until={D3}")
+                    stats_url = f"{base}/stats?creator={CREATOR}&since={D1}&until={D3}"
+                    await page.goto(stats_url)  # not signed in: the login form
+                    await expect(page).to_have_url(f"{base}/login")
+                    await page.fill("#token", TOKEN)
+                    await page.click("button[type=submit]")
+                    await page.goto(stats_url)
 
                     await expect(page.locator("#kpi-revenue .kpi-value")).to_have_text("$79.99")
                     await expect(page.locator("#kpi-conversion .kpi-value")).to_have_text("60.0%")
