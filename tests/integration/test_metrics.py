@@ -18,7 +18,7 @@ from vaultline.entrypoints.metrics_http import metrics_server, runtime_refresh
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "metrics-test-token"
+TOKEN = "metrics-test-token-6d0f3c9a1b7e4d2f8a5c0e9b3d7f1a4c"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -126,8 +126,11 @@ async def test_vaultline_worker_serves_metrics(settings, pool, tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "vaultline", "worker", "analytics", "--metrics-port", "0",
                                  "--data-dir", str(tmp_path)], env=env, stdout=f, stderr=f)  # fmt: skip
     try:
-        found = await wait_until(lambda: re.search(r"metrics on\s+(http://\S+)/metrics", log.read_text()), timeout=60,
-                                 what="the worker to start")  # fmt: skip
+        def started():
+            assert proc.poll() is None, f"the worker exited: {log.read_text()[-2000:]}"
+            return re.search(r"metrics on\s+(http://\S+)/metrics", log.read_text())
+
+        found = await wait_until(started, timeout=60, what="the worker to start")
         url = found.group(1)
         async with httpx.AsyncClient(base_url=url, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             from vaultline.adapters.bus.broker import JetStreamPublisher, make_broker
