@@ -128,6 +128,18 @@ def _analytics(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def _sales(p: Ports) -> RawHandler:
+    from vaultline.adapters.db.sales import PostgresSalesStore
+    from vaultline.handlers import sales
+
+    store = PostgresSalesStore(p.pool)
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await sales.handle(event, store=store, stream_seq=d.stream_seq)
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -144,6 +156,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "library": _library,
     "upload": _upload,
     "analytics": _analytics,
+    "sales": _sales,
     "dlq": _dlq,
 }
 
@@ -242,7 +255,7 @@ class Runtime:
             publisher=self.publisher,
             js=js,
             storage=build_storage(s),
-            platforms=self._platforms or PlatformResolver(self.pool, s.data_dir),
+            platforms=self._platforms or PlatformResolver(self.pool, s.data_dir, s.fanvue),
             extra={"concurrency": self.concurrency},
         )
         for name in self.handlers:
@@ -336,11 +349,13 @@ class Ingestor:
 
 def background_tasks(runtime: Runtime) -> list[Any]:
     """Long-running coroutines `vaultline run` adds beside the handlers: one folder watcher
-    per creator with ComfyUI output folders configured, and the review-folder watcher that
-    turns files moved by hand into decisions."""
+    per creator with ComfyUI output folders configured, the review-folder watcher that
+    turns files moved by hand into decisions, and the Fanvue sync loop."""
     from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 
     tasks = []
+    if runtime.settings.fanvue_sync_interval > 0:
+        tasks.append(fanvue_sync(runtime))
     for slug, creator in runtime.settings.creators().items():
         if creator.comfy_output_dirs:
             tasks.append(watch_comfy_folders(runtime, slug, list(creator.comfy_output_dirs)))
@@ -351,3 +366,23 @@ def background_tasks(runtime: Runtime) -> list[Any]:
         s = runtime.settings
         tasks.append(watch_review_folders(runtime.ports.uow, s, s.library_root, runtime.stop_event))
     return tasks
+
+
+async def fanvue_sync(runtime: Runtime) -> None:
+    """The sync loop for every creator uploading to Fanvue, through that creator's upload client:
+    one token bucket, so polling and uploads share Fanvue's request budget."""
+    from datetime import timedelta
+
+    from vaultline.adapters.db.fanvue import PostgresFanvueStore
+    from vaultline.handlers.fanvue_sync import sync_loop
+
+    assert runtime.ports is not None
+    ports = runtime.ports
+
+    async def api_for(creator: str) -> Any:
+        platform = await ports.platforms(creator)
+        return getattr(platform, "client", None) if getattr(platform, "name", None) == "fanvue" else None
+
+    s = runtime.settings
+    await sync_loop(PostgresFanvueStore(ports.pool), api_for, interval_s=s.fanvue_sync_interval,
+                    stop=runtime.stop_event, earnings_lookback=timedelta(days=s.fanvue_earnings_lookback_days))

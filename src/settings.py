@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -14,7 +15,29 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vaultline.adapters.fanvue import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL
+from vaultline.domain.sends import DEFAULT_TIERS, PriceTier
 from vaultline.events import SLUG_RE, CropMode, Vault
+
+
+@dataclass(frozen=True)
+class FanvueConfig:
+    """The Fanvue app and API this installation talks to (`Settings.fanvue`)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    path_prefix: str = ""  # e.g. /v1 (research §1.1: unclear, so configurable)
+    client_id: str | None = None
+    client_secret: str | None = None
+    authorize_url: str = DEFAULT_AUTHORIZE_URL
+    token_url: str = DEFAULT_TOKEN_URL
+    webhook_secret: str | None = None
+    sync_interval_s: float = 300.0
+    earnings_lookback_days: int = 30
+
+
+class PriceTierConfig(BaseModel):
+    min_spend_cents: int = Field(ge=0)
+    price_cents: int = Field(ge=0)
 
 
 # Placeholders of deploy/.env.example and documentation examples: never accepted as secrets.
@@ -64,6 +87,14 @@ class CreatorConfig(BaseModel):
     default_vault: Vault = "feed"
     default_ppv_price_cents: int = 999
     vault_folders: dict[str, str] = Field(default_factory=dict)
+    # PPV price by what a fan has spent so far (suggest-ppv):
+    # [[creators.x.ppv_price_tiers]] tables of {min_spend_cents, price_cents}.
+    ppv_price_tiers: list[PriceTierConfig] = Field(
+        default_factory=lambda: [PriceTierConfig(min_spend_cents=t.min_spend_cents, price_cents=t.price_cents) for t in DEFAULT_TIERS]
+    )
+
+    def price_tiers(self) -> list[PriceTier]:
+        return [PriceTier(t.min_spend_cents, t.price_cents) for t in self.ppv_price_tiers]
 
     def vault_folder(self, vault: str) -> str:
         return self.vault_folders.get(vault) or f"{self.slug}-{vault}"
@@ -131,6 +162,32 @@ class Settings(BaseSettings):
     # Stream replicas: 1 embedded, 3 in the cluster deployment.
     stream_replicas: int = 1
 
+    # Fanvue (see FanvueConfig). Empty values mean "the default".
+    fanvue_base_url: str = DEFAULT_BASE_URL
+    fanvue_path_prefix: str = ""
+    fanvue_client_id: str | None = None
+    fanvue_client_secret: str | None = None
+    fanvue_auth_url: str = DEFAULT_AUTHORIZE_URL
+    fanvue_token_url: str = DEFAULT_TOKEN_URL
+    # The app's webhook signing secret (Developer Area -> app -> Events -> View Signing Secret).
+    fanvue_webhook_secret: str | None = None
+    # The sync loop of `vaultline run` (chats, purchases, earnings) every N seconds; 0 = off.
+    fanvue_sync_interval: float = Field(default=300.0, ge=0)
+    # How far back the first earnings import of a creator reads.
+    fanvue_earnings_lookback_days: int = Field(default=30, ge=1)
+
+    @field_validator("fanvue_base_url", "fanvue_auth_url", "fanvue_token_url", mode="before")
+    @classmethod
+    def _default_when_empty(cls, v: Any, info: Any) -> Any:
+        if v in (None, ""):
+            return cls.model_fields[info.field_name].default
+        return v
+
+    @field_validator("fanvue_client_id", "fanvue_client_secret", "fanvue_webhook_secret", mode="before")
+    @classmethod
+    def _none_when_empty(cls, v: Any) -> Any:
+        return None if v == "" else v
+
     @field_validator("default_creator")
     @classmethod
     def _slug(cls, v: str) -> str:
@@ -154,6 +211,8 @@ class Settings(BaseSettings):
         candidates: list[tuple[str, str]] = []
         for name, url in (("VAULTLINE_NATS_URL", self.nats_url), ("VAULTLINE_DATABASE_URL", self.database_url)):
             candidates += [(f"the password in {name}", p) for p in _url_passwords(url or "")]
+        if self.fanvue_webhook_secret:
+            candidates.append(("VAULTLINE_FANVUE_WEBHOOK_SECRET", self.fanvue_webhook_secret))
         for name, value in candidates:
             if is_placeholder(value):
                 raise ValueError(
@@ -164,6 +223,20 @@ class Settings(BaseSettings):
         return self
 
     # ------------------------------------------------------------------ derived
+
+    @property
+    def fanvue(self) -> FanvueConfig:
+        return FanvueConfig(
+            base_url=self.fanvue_base_url,
+            path_prefix=self.fanvue_path_prefix,
+            client_id=self.fanvue_client_id,
+            client_secret=self.fanvue_client_secret,
+            authorize_url=self.fanvue_auth_url,
+            token_url=self.fanvue_token_url,
+            webhook_secret=self.fanvue_webhook_secret,
+            sync_interval_s=self.fanvue_sync_interval,
+            earnings_lookback_days=self.fanvue_earnings_lookback_days,
+        )
 
     @property
     def runtime_file(self) -> Path:

@@ -20,7 +20,7 @@ Observation: `counts[route]` (route names below), `requests` (method, path, rout
 
 Routes: oauth.authorize, oauth.token, users.me, media.create_upload, media.part_url, s3.put_part,
 media.complete_upload, media.get, vault.list, vault.create, vault.get, vault.attach,
-vault.list_media, posts.create, posts.list.
+vault.list_media, posts.create, posts.list, chats.send, chats.messages, chats.list, insights.earnings.
 """
 
 from __future__ import annotations
@@ -141,6 +141,12 @@ class FanvueTestServer:
         self.folders: dict[str, dict[str, Any]] = {}
         self.posts: list[dict[str, Any]] = []
         self.completions: list[list[dict[str, Any]]] = []  # parts lists of accepted completions
+        self.chats: dict[str, list[dict[str, Any]]] = {}  # fan uuid -> messages, oldest first
+        self.uncontactable: set[str] = set()  # fan uuids the creator cannot message
+        self.list_media_uuids = True  # False: message listings omit mediaUuids (older API docs)
+        self._hang_after_commit: dict[str, list[float]] = {}
+        self.earnings: list[dict[str, Any]] = []  # GET /insights/earnings rows (see add_earning)
+        self.fans: dict[str, dict[str, Any]] = {}  # fan uuid -> user object shown in GET /chats
 
         p = self.path_prefix
         self.app = Starlette(exception_handlers={ClientDisconnect: self._disconnected}, routes=[
@@ -162,6 +168,12 @@ class FanvueTestServer:
                   name="vault.list_media"),
             Route(f"{p}/posts", self._create_post, methods=["POST"], name="posts.create"),
             Route(f"{p}/posts", self._list_posts, methods=["GET"], name="posts.list"),
+            # --- chats (sends): POST /chats/{fan}/message, GET /chats/{fan}/messages
+            Route(f"{p}/chats/{{fan}}/message", self._send_chat_message, methods=["POST"], name="chats.send"),
+            Route(f"{p}/chats/{{fan}}/messages", self._chat_messages, methods=["GET"], name="chats.messages"),
+            # --- ingress (sync loop): GET /chats, GET /insights/earnings
+            Route(f"{p}/chats", self._list_chats, methods=["GET"], name="chats.list"),
+            Route(f"{p}/insights/earnings", self._earnings, methods=["GET"], name="insights.earnings"),
         ])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -663,3 +675,187 @@ class FanvueTestServer:
         with self._lock:
             self.posts.append(post)
         return JSONResponse({k: v for k, v in post.items() if k != "mediaUuids"}, 201)
+
+    # ------------------------------------------------------------------ chats (sends)
+    # Controls: add_ready_media(), purchase(message_uuid), hang_after_commit(route, delay),
+    # uncontactable.add(fan). State: chats[fan] (oldest first).
+
+    def add_ready_media(self, n: int = 1) -> list[str]:
+        """Media already uploaded and ready (as if the upload flow had run)."""
+        out = []
+        with self._lock:
+            for _ in range(n):
+                u = str(uuid.uuid4())
+                self.media[u] = {"uuid": u, "status": "ready", "name": u, "mediaType": "image",
+                                 "createdAt": datetime.now(timezone.utc).isoformat()}
+                out.append(u)
+        return out
+
+    def hang_after_commit(self, route: str = "chats.send", delay: float = 2.0, n: int = 1) -> None:
+        """The next `n` requests to `route` are processed and committed, then the response is held
+        for `delay` s: a client timeout then cannot tell whether it happened."""
+        with self._lock:
+            self._hang_after_commit.setdefault(route, []).extend([delay] * n)
+
+    async def _maybe_hang(self, route: str) -> None:
+        with self._lock:
+            delays = self._hang_after_commit.get(route)
+            delay = delays.pop(0) if delays else None
+        if delay is not None:
+            assert self._closing is not None
+            try:
+                await asyncio.wait_for(self._closing.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def purchase(self, message_uuid: str) -> dict[str, Any]:
+        """The fan buys a PPV message: purchasedAt is set. Returns the message."""
+        with self._lock:
+            for msgs in self.chats.values():
+                for m in msgs:
+                    if m["uuid"] == message_uuid:
+                        m["purchasedAt"] = datetime.now(timezone.utc).isoformat()
+                        return dict(m)
+        raise KeyError(message_uuid)
+
+    def sent_messages(self, fan: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(m) for m in self.chats.get(fan, [])]
+
+    async def _send_chat_message(self, request: Request) -> Response:
+        if resp := await self._enter(request, "chats.send"):
+            return resp
+        fan = request.path_params["fan"]
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"errors": ["body must be an object"]}, 400)
+        if fan in self.uncontactable:
+            return JSONResponse({"message": "User cannot be contacted"}, 400)
+        errors = []
+        media = body.get("mediaUuids") or []
+        price = body.get("price")
+        if not isinstance(media, list):
+            errors.append("mediaUuids must be an array")
+            media = []
+        with self._lock:
+            for u in media:
+                if self.media.get(u, {}).get("status") != "ready":
+                    errors.append(f"media {u} is not ready or does not belong to you")
+        if price is not None:
+            if not isinstance(price, int) or isinstance(price, bool):
+                errors.append("price must be an integer number of cents")
+            elif price < 300:
+                errors.append("price must be at least 300 (USD cents)")
+            elif not media:
+                errors.append("price requires media")
+        if not body.get("text") and not media:
+            errors.append("a message needs text or media")
+        if errors:
+            return JSONResponse({"errors": errors}, 400)
+        message = {
+            "uuid": str(uuid.uuid4()), "text": body.get("text"), "sentAt": datetime.now(timezone.utc).isoformat(),
+            "sender": {"uuid": self.user["uuid"], "handle": self.user["handle"]},
+            "recipient": {"uuid": fan, "handle": None}, "hasMedia": bool(media), "mediaType": "image" if media else None,
+            "mediaUuids": list(media), "type": "SINGLE_RECIPIENT",
+            "pricing": {"USD": {"price": price}} if price else None, "purchasedAt": None,
+        }
+        with self._lock:
+            self.chats.setdefault(fan, []).append(message)
+        await self._maybe_hang("chats.send")
+        return JSONResponse({"messageUuid": message["uuid"]}, 201)
+
+    async def _chat_messages(self, request: Request) -> Response:
+        if resp := await self._enter(request, "chats.messages"):
+            return resp
+        fan = request.path_params["fan"]
+        page = int(request.query_params.get("page", 1))
+        size = max(1, min(50, int(request.query_params.get("size", 15))))
+        with self._lock:
+            if fan not in self.chats:
+                return JSONResponse({"message": "Conversation not found"}, 404)
+            newest_first = [dict(m) for m in reversed(self.chats[fan])]
+            if not self.list_media_uuids:
+                for m in newest_first:
+                    m.pop("mediaUuids", None)
+        chunk = newest_first[(page - 1) * size: page * size]
+        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
+                                                           "hasMore": page * size < len(newest_first)}})
+
+    # ------------------------------------------------------------------ ingress (sync loop)
+    # Controls: fan_says(fan, text) (a fan's message), add_earning(gross, ...). Routes: GET /chats
+    # (most recent first, page-based), GET /insights/earnings (cursor-based, window by date).
+
+    def fan_says(self, fan: str, text: str, *, handle: str | None = None,
+                 sent_at: datetime | None = None) -> dict[str, Any]:
+        """A message from fan `fan` to the creator. Returns it."""
+        with self._lock:
+            self.fans.setdefault(fan, {"uuid": fan, "handle": handle or f"fan-{fan[:6]}",
+                                       "displayName": (handle or "Fan").title(), "nickname": None,
+                                       "isTopSpender": False, "avatarUrl": None, "registeredAt": None})
+            message = {
+                "uuid": str(uuid.uuid4()), "text": text,
+                "sentAt": (sent_at or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+                "sender": {"uuid": fan, "handle": self.fans[fan]["handle"]},
+                "recipient": {"uuid": self.user["uuid"], "handle": self.user["handle"]},
+                "hasMedia": False, "mediaType": None, "mediaUuids": [], "type": "SINGLE_RECIPIENT",
+                "pricing": None, "purchasedAt": None,
+            }
+            self.chats.setdefault(fan, []).append(message)
+            return dict(message)
+
+    def add_earning(self, gross: int, *, fan: str | None, source: str = "message", net: int | None = None,
+                    date: datetime | None = None) -> dict[str, Any]:
+        row = {"date": (date or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+               "gross": gross, "net": net if net is not None else gross * 80 // 100, "currency": "USD",
+               "source": source, "user": ({"uuid": fan, "handle": f"fan-{fan[:6]}", "displayName": "Fan",
+                                           "nickname": None, "isTopSpender": False} if fan else None)}
+        with self._lock:
+            self.earnings.append(row)
+        return row
+
+    async def _list_chats(self, request: Request) -> Response:
+        if resp := await self._enter(request, "chats.list"):
+            return resp
+        page = int(request.query_params.get("page", 1))
+        size = max(1, min(50, int(request.query_params.get("size", 15))))
+        with self._lock:
+            chats = []
+            for fan, msgs in self.chats.items():
+                if not msgs:
+                    continue
+                last = msgs[-1]
+                user = self.fans.get(fan) or {"uuid": fan, "handle": None, "displayName": None}
+                chats.append({"createdAt": msgs[0]["sentAt"], "lastMessageAt": last["sentAt"], "isRead": False,
+                              "isMuted": False, "unreadMessagesCount": 0, "user": user,
+                              "lastMessage": {"text": last["text"], "type": last["type"], "uuid": last["uuid"],
+                                              "sentAt": last["sentAt"], "hasMedia": last["hasMedia"],
+                                              "mediaType": last["mediaType"], "senderUuid": last["sender"]["uuid"]}})
+        chats.sort(key=lambda c: _instant(c["lastMessageAt"]), reverse=True)
+        chunk = chats[(page - 1) * size: page * size]
+        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
+                                                           "hasMore": page * size < len(chats)}})
+
+    async def _earnings(self, request: Request) -> Response:
+        if resp := await self._enter(request, "insights.earnings"):
+            return resp
+        q = request.query_params
+        size = max(1, min(50, int(q.get("size", 20))))
+        start, end = q.get("startDate"), q.get("endDate")
+        try:
+            lo = _instant(start) if start else None
+            hi = _instant(end) if end else None
+            offset = int(q["cursor"]) if q.get("cursor") else 0
+        except ValueError:
+            return JSONResponse({"errors": ["startDate, endDate must be ISO-8601; cursor as returned"]}, 400)
+        with self._lock:
+            rows = [r for r in self.earnings
+                    if (lo is None or _instant(r["date"]) >= lo) and (hi is None or _instant(r["date"]) < hi)]
+        rows.sort(key=lambda r: _instant(r["date"]), reverse=True)
+        chunk = rows[offset: offset + size]
+        more = offset + size < len(rows)
+        return JSONResponse({"data": chunk, "nextCursor": str(offset + size) if more else None})
+
+
+def _instant(value: str) -> datetime:
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

@@ -92,6 +92,8 @@ def _fields_for(event: Envelope) -> dict[str, Any]:
             "crop_confidence": p.confidence,
             "fallback_reason": p.fallback_reason,
             "needs_manual_crop": p.needs_manual_crop,
+            "output_check": p.output_check,
+            "output_check_faces": p.output_check_faces,
             "error": None,
         }
     if isinstance(p, ImageCropFailed):

@@ -17,20 +17,29 @@ Modes (one face):
 Privacy invariant, all modes: the cut is never above the lowest eye or nose point of any face
 the decision uses (eyes and nose identify a person; lips and chin are what the modes may keep).
 
-Several faces: every face gets its own cut for the requested mode and the decision takes the
-LOWEST of them (largest cut_y). Every face is then cut at or below its own line, so no face
-shows more than the mode allows; faces higher up are removed entirely. Faces smaller than
-MIN_FACE_FRACTION of the largest (posters, background people) do not move the cut.
+Several faces: the LOWEST face (the one whose face oval reaches furthest down; usually the
+persona) is cut by the requested mode; every other face is removed entirely (its `no_face`
+cut), whatever the mode. The decision takes the lowest of all these rows (largest cut_y), so no
+face shows more than the mode allows and faces higher up are gone. Every face counts, however
+small: a 60 px face in the background is a recognisable person too.
+
+Faces without trustworthy landmarks (a detector box only, or a mesh the sanity gates reject)
+that the output check finds in the kept part are passed as `remove` boxes: they cannot be cut
+by a mode, so they are removed entirely (box bottom + BOX_MARGIN x box height).
 
 Too little left: if the cut would leave less than MIN_KEEP_FRACTION of the height, the cut is
 moved up to keep exactly that much and `needs_manual_crop` is set: a human has to crop it.
+
+Output check (checked_cut): after deciding, the kept rows (plus a band above the cut) are
+scanned again by a pass that finds small faces; a face found there that the cut leaves visible
+joins the decision and the check repeats. The verdict is `output_check` on the decision.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,7 +88,17 @@ CHIN_MARGIN = 0.02  # x face height below the lowest lip point (~3 px on a 172 p
 MAX_LIPS_ROLL_DEG = 15.0  # beyond this no horizontal line separates nose and lips (measured)
 FALLBACK_FRACTION = 0.30  # no trustworthy face: remove the top 30 %
 MIN_KEEP_FRACTION = 0.25  # a crop must keep at least this much of the height
-MIN_FACE_FRACTION = 0.25  # faces smaller than this x the largest one do not move the cut
+BOX_MARGIN = 0.15  # a box-only face is removed to this x box height below its box (the
+# full-range box ends 1-7 px above the chin on a 172 px face, research §2)
+CHECK_BAND_FRACTION = 0.10  # the output check also looks at this x H rows above the cut, so a
+# face the cut halves is seen whole
+CHECK_TOLERANCE = 0.05  # x box height: a found box may end this far below the cut and still
+# count as removed (detector boxes are not pixel-exact)
+BOX_ONLY_MIN_SCORE = 0.8  # a found face without a trustworthy mesh counts from this score
+# (false positives measured at 0.51-0.73 on a coat and a gloved hand; the real 60-120 px faces
+# of the tests all got a trustworthy mesh)
+MATCH_IOU = 0.3  # a found box is the same face as a known one at this IoU ...
+MATCH_CONTAINMENT = 0.6  # ... or when this much of the smaller box lies inside the other
 MIN_BOX_IOU = 0.35  # mesh bbox vs detector box; 0.6-0.9 measured on the packaged faces
 MIN_FACE_PX = 8.0  # a mesh shorter than this (forehead to chin) is noise
 
@@ -141,7 +160,7 @@ class CutDecision:
         the lips_only roll fallback, or a cut moved up for the minimum height.
     needs_manual_crop: a human must crop this one (too little left, or a face may remain
         visible in a fallback crop).
-    notes: diagnostics for logs (faces rejected by the sanity gates, faces ignored as small).
+    notes: diagnostics for logs (faces rejected by the sanity gates, removed boxes).
     """
 
     cut_y: int
@@ -155,6 +174,13 @@ class CutDecision:
     requested_mode: str
     face_box: Box | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # chin/lips_only: the box of the one face the mode keeps part of (the lowest face); None in
+    # no_face, in the fallback, and when the lowest face had to be removed entirely.
+    partial_face: Box | None = None
+    # The output check (checked_cut): its verdict (one of CHECK_VERDICTS) and how many faces it
+    # found that the cut had left visible. None: no check was asked for.
+    output_check: str | None = None
+    check_faces: int | None = None
 
 
 # --------------------------------------------------------------------------- measurements
@@ -169,6 +195,30 @@ def roll_degrees(landmarks: np.ndarray | None) -> float:
     left = landmarks[list(LEFT_EYE)].mean(axis=0)  # image right
     dx, dy = left - right
     return math.degrees(math.atan2(dy, dx))
+
+
+def box_area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def same_face(a: Box, b: Box) -> bool:
+    """Two boxes of one face: enough IoU, or the smaller one mostly inside the larger (a tile
+    may see half a face; the short- and full-range models frame a face differently)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    smaller = min(box_area(a), box_area(b))
+    return box_iou(a, b) >= MATCH_IOU or (smaller > 0 and inter / smaller >= MATCH_CONTAINMENT)
+
+
+def merge_boxes(found: Sequence[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """One (box, score) per face: of the boxes that show the same face (same_face), several
+    tiles and two models, the highest-scoring one is kept (non-maximum suppression)."""
+    kept: list[tuple[Box, float]] = []
+    for box, score in sorted(found, key=lambda bs: -bs[1]):
+        if not any(same_face(k, box) for k, _ in kept):
+            kept.append((box, score))
+    return kept
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -299,8 +349,18 @@ def min_keep_rows(height: int) -> int:
     return max(1, math.ceil(MIN_KEEP_FRACTION * height))
 
 
-def decide_cut(faces: Sequence[Face], width: int, height: int, mode: str) -> CutDecision:
-    """Choose the cut row for an image of `width` x `height` with the detected `faces`."""
+def box_cut(box: Box) -> float:
+    """The row that removes a face known only by its detector box."""
+    return box[3] + BOX_MARGIN * (box[3] - box[1])
+
+
+def decide_cut(
+    faces: Sequence[Face], width: int, height: int, mode: str, *, remove: Sequence[Box] = ()
+) -> CutDecision:
+    """Choose the cut row for an image of `width` x `height` with the detected `faces`.
+
+    `remove`: boxes of faces without trustworthy landmarks that must not stay visible (the
+    output check passes the ones it finds in the kept part); each is removed entirely."""
     if mode not in CROP_MODES:
         raise ValueError(f"unknown crop mode {mode!r}; expected one of {', '.join(CROP_MODES)}")
     if width <= 0 or height <= 0:
@@ -314,59 +374,88 @@ def decide_cut(faces: Sequence[Face], width: int, height: int, mode: str) -> Cut
             trusted.append(face)
         else:
             notes.append(f"face {i} rejected: {reason}")
+    if remove:
+        notes.append(f"{len(remove)} face box(es) without trustworthy landmarks removed entirely")
 
     if not trusted:
-        return _fallback(faces, width, height, mode, notes)
+        return _fallback(faces, width, height, mode, notes, remove)
 
-    largest = max(f.height for f in trusted)
-    used = [f for f in trusted if f.height >= MIN_FACE_FRACTION * largest]
-    if len(used) < len(trusted):
-        notes.append(
-            f"{len(trusted) - len(used)} face(s) smaller than {MIN_FACE_FRACTION:.0%} of the "
-            "largest ignored for the cut"
+    # The lowest face is cut by the mode; every other face (and every box) is removed entirely.
+    lowest = max(trusted, key=lambda f: float(f.y(FACE_OVAL).max()))
+    lowest_bottom = float(lowest.y(FACE_OVAL).max())
+    reason: str | None = None
+    partial: Box | None = None
+    if any(b[3] > lowest_bottom for b in remove):
+        cut, reason = no_face_cut(lowest), (
+            f"{mode}: a face without trustworthy landmarks is lower than the lowest mesh face; "
+            "every face removed entirely"
         )
-
-    # The lowest per-face cut wins: every face is then cut at or below its own line.
-    cuts = [(face_cut(f, mode), f) for f in used]
-    (cut, reason), decider = max(cuts, key=lambda c: c[0][0])
+    else:
+        cut, reason = face_cut(lowest, mode)
+        if mode != "no_face":
+            partial = lowest.box if lowest.box is not None else lowest.mesh_box
+    rows: list[tuple[float, Face | None, Box | None]] = [(cut, lowest, None)]
+    rows += [(no_face_cut(f), f, None) for f in trusted if f is not lowest]
+    rows += [(box_cut(b), None, b) for b in remove]
+    cut, decider, decider_box = max(rows, key=lambda r: r[0])
 
     # ceil: never keep a row the rule says to remove.
     cut_y = min(max(math.ceil(cut), 0), height)
-    needs_manual = False
-    keep = min_keep_rows(height)
-    if height - cut_y < keep:
-        moved = height - keep
-        reason = (
-            f"{mode} cut at row {cut_y} would leave {height - cut_y} px, less than the minimum "
-            f"{keep} px ({MIN_KEEP_FRACTION:.0%} of {height}); cut moved up to row {moved}, "
-            "the face may be partly visible"
-        )
-        cut_y = moved
-        needs_manual = True
+    cut_y, needs_manual, reason = _keep_minimum(cut_y, height, mode, reason)
 
+    if decider is not None:
+        confidence, face_box = decider.score, decider.box if decider.box is not None else decider.mesh_box
+    else:
+        confidence, face_box = None, decider_box
     return CutDecision(
         cut_y=cut_y,
         mode_used=mode,
         face_found=True,
-        faces=len(trusted),
+        faces=len(trusted) + len(remove),
         box=(0, cut_y, width, height),
-        confidence=decider.score,
+        confidence=confidence,
         fallback_reason=reason,
         needs_manual_crop=needs_manual,
         requested_mode=mode,
-        face_box=decider.box if decider.box is not None else decider.mesh_box,
+        face_box=face_box,
         notes=tuple(notes),
+        partial_face=partial,
     )
 
 
-def _fallback(faces: Sequence[Face], width: int, height: int, mode: str, notes: list[str]) -> CutDecision:
+def _keep_minimum(cut_y: int, height: int, mode: str, reason: str | None) -> tuple[int, bool, str | None]:
+    """Move a cut that leaves less than MIN_KEEP_FRACTION up, and say so."""
+    keep = min_keep_rows(height)
+    if height - cut_y >= keep:
+        return cut_y, False, reason
+    moved = height - keep
+    why = (
+        f"{mode} cut at row {cut_y} would leave {height - cut_y} px, less than the minimum "
+        f"{keep} px ({MIN_KEEP_FRACTION:.0%} of {height}); cut moved up to row {moved}, "
+        "the face may be partly visible"
+    )
+    return moved, True, why
+
+
+def _fallback(
+    faces: Sequence[Face], width: int, height: int, mode: str, notes: list[str], remove: Sequence[Box] = ()
+) -> CutDecision:
     cut_y = fallback_cut(height)
     if not faces:
         reason = "no face detected; removed the top 30 %"
     else:
         reason = f"no trustworthy face ({len(faces)} rejected by the sanity gates); removed the top 30 %"
+    needs_manual = False
+    if remove:
+        lowest = max(math.ceil(box_cut(b)) for b in remove)
+        if lowest > cut_y:
+            cut_y = min(lowest, height)
+            reason += f"; cut moved to row {cut_y} below {len(remove)} face box(es) found in the kept part"
+        cut_y, needs_manual, moved = _keep_minimum(cut_y, height, "fallback", None)
+        if moved:
+            reason += "; " + moved
     # A detector box reaching below the fallback row may be a real face the 30 % rule leaves
-    # visible: a human has to look at it.
+    # visible: a human has to look at it (unless the output check removed it above).
     visible = [f.box for f in faces if f.box is not None and f.box[3] > cut_y]
     if visible:
         reason += f"; {len(visible)} detected face box(es) extend below row {cut_y}"
@@ -374,12 +463,88 @@ def _fallback(faces: Sequence[Face], width: int, height: int, mode: str, notes: 
         cut_y=cut_y,
         mode_used="fallback",
         face_found=False,
-        faces=0,
+        faces=len(remove),
         box=(0, cut_y, width, height),
         confidence=None,
         fallback_reason=reason,
-        needs_manual_crop=bool(visible),
+        needs_manual_crop=needs_manual or bool(visible),
         requested_mode=mode,
         face_box=None,
         notes=tuple(notes),
     )
+
+
+# --------------------------------------------------------------------------- the output check
+
+CHECK_VERDICTS: tuple[str, ...] = ("passed", "moved", "needs_manual_crop", "skipped")
+MAX_CHECK_ROUNDS = 3  # a face still found after this many moves: a human crops it
+
+# scan(top, wanted) -> faces found in the image rows [top, H), in image pixels. `wanted(box)`
+# says which boxes matter (the scanner may skip fitting a mesh to the others).
+Scan = Callable[[int, Callable[[Box], bool]], Sequence[Face]]
+
+
+def check_region_top(decision: CutDecision, height: int) -> int:
+    """First row the output check looks at: the cut, minus a band so a face the cut halves is
+    seen whole (a detector does not find half a face)."""
+    return max(0, decision.cut_y - round(CHECK_BAND_FRACTION * height))
+
+
+def left_visible(decision: CutDecision, box: Box) -> bool:
+    """Does a face the check found at `box` (image pixels) still show in the kept part?
+
+    A box ending at or just above the cut is removed. In chin/lips_only the lowest face is
+    meant to be partly kept, so finding it again is not a finding."""
+    if box[3] <= decision.cut_y + CHECK_TOLERANCE * (box[3] - box[1]):
+        return False
+    if decision.partial_face is not None and same_face(decision.partial_face, box):
+        return False
+    return True
+
+
+def checked_cut(faces: Sequence[Face], width: int, height: int, mode: str, scan: Scan | None) -> CutDecision:
+    """decide_cut, then check the output: `scan` the kept part (plus a band above it) once
+    more; every face found there that the cut leaves visible is added to the decision (a
+    trustworthy mesh as a face, anything else as a box removed entirely) and the check repeats
+    on the new, smaller kept part. Verdicts:
+
+      passed             the first check found nothing left visible
+      moved              faces were found and the cut moved below them; the last check was clean
+      needs_manual_crop  moving below them would leave too little (or faces were still found
+                         after MAX_CHECK_ROUNDS): the image is flagged for a manual crop
+      skipped            no scan, or the first cut already needs a manual crop
+    """
+    decision = decide_cut(faces, width, height, mode)
+    if scan is None or decision.needs_manual_crop:
+        return replace(decision, output_check="skipped", check_faces=None)
+    known, remove, found = list(faces), [], 0
+    for _ in range(MAX_CHECK_ROUNDS):
+        current = decision
+        hits = [f for f in scan(check_region_top(current, height), lambda b: left_visible(current, b))]
+        visible = [
+            f
+            for f in hits
+            if left_visible(current, f.box if f.box is not None else f.mesh_box)
+            and (check_face(f, width, height) is None or (f.score or 0.0) >= BOX_ONLY_MIN_SCORE)
+        ]
+        if not visible:
+            return replace(decision, output_check="passed" if found == 0 else "moved", check_faces=found)
+        found += len(visible)
+        for f in visible:
+            box = f.box if f.box is not None else f.mesh_box
+            seen = any(
+                same_face(box, k.box if k.box is not None else k.mesh_box)
+                for k in known
+                if check_face(k, width, height) is None
+            )
+            if check_face(f, width, height) is None and not seen:
+                known.append(f)
+            else:  # no trustworthy mesh, or a known face whose landmarks did not clear its box
+                remove.append(box)
+        decision = decide_cut(known, width, height, mode, remove=remove)
+        if decision.needs_manual_crop:
+            return replace(decision, output_check="needs_manual_crop", check_faces=found)
+    why = f"the output check still found faces below the cut after {MAX_CHECK_ROUNDS} moves"
+    reason = f"{decision.fallback_reason}; {why}" if decision.fallback_reason else why
+    return replace(decision, needs_manual_crop=True, fallback_reason=reason, output_check="needs_manual_crop",
+                   check_faces=found)  # fmt: skip

@@ -48,6 +48,9 @@ log = structlog.get_logger("vaultline.admin")
 COOKIE = "vaultline_admin"
 SESSION_MAX_AGE = 14 * 24 * 3600
 PUBLIC_PATHS = ("/health", "/login")
+# Paths under these prefixes authenticate themselves: static files need nothing, the Fanvue
+# webhooks carry an HMAC signature (entrypoints/routes/webhooks.py).
+PUBLIC_PREFIXES = ("/static/", "/webhooks/fanvue/")
 STATIC_DIR = Path(__file__).parent / "static"
 INGEST_ROUTE = ("POST", "/api/ingest")  # all the ingest token opens
 ADMIN_TOKEN_FILE, INGEST_TOKEN_FILE = "admin-token", "ingest-token"
@@ -300,7 +303,7 @@ class TokenAuth:
         self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith("/static/"):
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         request = StarletteRequest(scope)

@@ -398,6 +398,9 @@ def _register_subcommands() -> None:
     app.add_typer(fanvue_app, name="fanvue")
     app.add_typer(review_app, name="review")
     app.command("status")(status_command)
+    from vaultline.entrypoints.sends_cli import register as register_sends
+
+    register_sends(app)
     app.add_typer(dlq_app, name="dlq")
     app.command("stats")(stats_command)
     app.command("report")(report_command)

@@ -122,6 +122,7 @@ def crop_one(job: Job) -> dict[str, Any]:
         "confidence": None if d.confidence is None else round(d.confidence, 4),
         "fallback_reason": d.fallback_reason,
         "needs_manual_crop": d.needs_manual_crop,
+        "output_check": d.output_check,
         "error": None,
     }
 

@@ -131,6 +131,11 @@ class Stack:
         for slug, platform in platforms.items():
             note = "" if platform != "local" else f"  (uploads filed under {s.library_root}/{slug}/5_uploaded/)"
             _say(f"  creator   {slug}: platform {platform}{note}")
+        if "fanvue" in platforms.values() or s.fanvue_webhook_secret:
+            secret = "signed with VAULTLINE_FANVUE_WEBHOOK_SECRET" if s.fanvue_webhook_secret else (
+                "refused: VAULTLINE_FANVUE_WEBHOOK_SECRET is not set")
+            sync = f"every {s.fanvue_sync_interval:g} s" if s.fanvue_sync_interval > 0 else "off"
+            _say(f"  fanvue    webhooks {self.admin.url}/webhooks/fanvue/<event> ({secret}); sync {sync}")
         _say("  stop with Ctrl-C")
 
     def _token_hint(self, which: str) -> str:

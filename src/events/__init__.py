@@ -96,6 +96,9 @@ class ImageCropped(Payload):
     needs_manual_crop: bool = False
     width: int | None = None
     height: int | None = None
+    # The output check on the kept part (None: cropped before the check existed).
+    output_check: Literal["passed", "moved", "needs_manual_crop", "skipped"] | None = None
+    output_check_faces: int | None = Field(default=None, ge=0, description="faces the check found left visible")
 
 
 class ImageCropFailed(Payload):

@@ -79,7 +79,13 @@ async def handle(
         payload=result.to_cropped_payload(cropped_key=cropped_key, review_key=review_key),
     )
     await publisher.publish(cropped)
-    log.info("cropped", mode=mode, mode_used=cropped.payload.mode_used, cut_y=cropped.payload.cut_y)
+    log.info(
+        "cropped",
+        mode=mode,
+        mode_used=cropped.payload.mode_used,
+        cut_y=cropped.payload.cut_y,
+        output_check=cropped.payload.output_check,
+    )
     return cropped
 
 

@@ -16,12 +16,11 @@ from typing import Literal, Protocol
 import structlog
 
 from vaultline.domain import library
+from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE
 from vaultline.events import ComfyMeta, content_id_for, derived_id, new_event
 from vaultline.handlers.ports import Publisher, Storage
 
 log = structlog.get_logger("vaultline.ingest")
-
-NEAR_DUPLICATE_DISTANCE = 6
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,10 @@ async def handle(
 
     async with store.exclusive(cid) as mine:
         if not mine:
+            if isinstance(p, MediaUploadRetryRequested):
+                # A run in progress is not a failed upload: there is nothing to retry.
+                log.warning("retry requested while the upload is running; nothing to retry")
+                return None
             raise UploadBusy(f"another run of the upload of {cid} is in progress")
         state = await store.get(cid)  # read under the lock: what any earlier run left
         if isinstance(p, MediaUploadRetryRequested):

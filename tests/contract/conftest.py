@@ -98,3 +98,23 @@ def fanvue_server() -> Iterator[object]:
 
     with FanvueTestServer() as server:
         yield server
+
+
+@pytest.fixture
+def fanvue_cli_env(fanvue_server, database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """For `vaultline fanvue ...` commands: a migrated database and every VAULTLINE_* setting
+    pointing at the test Fanvue (data dir = tmp_path, no VAULTLINE_SECRET_KEY). Returns the server."""
+    import asyncio
+
+    from vaultline.adapters.db import migrate
+
+    asyncio.run(migrate(database_url))
+    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
+    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_AUTH_URL", fanvue_server.authorize_url)
+    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
+    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
+    return fanvue_server

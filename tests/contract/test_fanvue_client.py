@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -52,7 +51,6 @@ from vaultline.adapters.fanvue.errors import (
 from vaultline.adapters.fanvue.oauth import DEFAULT_SCOPES, LoopbackReceiver, OAuthClient, login_interactive
 from vaultline.adapters.fanvue.tokens import InMemoryTokenStore, StaticTokenProvider, TokenManager, TokenSet
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0002_platform_tokens.sql"
 
 
 class FakeTime:
@@ -475,26 +473,11 @@ async def test_callback_error_is_reported() -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_login_and_whoami(fanvue_server: FanvueTestServer, database_url: str, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_login_and_whoami(fanvue_cli_env: FanvueTestServer, tmp_path: Path) -> None:
     from vaultline.entrypoints.fanvue_cli import fanvue_app
 
-    async def migrate() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(MIGRATION.read_text())
-        finally:
-            await conn.close()
-
-    asyncio.run(migrate())
+    fanvue_server = fanvue_cli_env  # migrated database, VAULTLINE_* pointing at the test server
     grant = fanvue_server.issue_tokens()
-    monkeypatch.delenv("VAULTLINE_SECRET_KEY", raising=False)
-    monkeypatch.setenv("VAULTLINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("VAULTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VAULTLINE_FANVUE_BASE_URL", fanvue_server.base_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_TOKEN_URL", fanvue_server.token_url)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_ID", fanvue_server.client_id)
-    monkeypatch.setenv("VAULTLINE_FANVUE_CLIENT_SECRET", fanvue_server.client_secret)
     runner = CliRunner()
     r = runner.invoke(fanvue_app, ["login", "--creator", "elena", "--access-token", grant["access_token"],
                                    "--refresh-token", grant["refresh_token"]])

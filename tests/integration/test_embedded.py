@@ -366,3 +366,24 @@ def test_servers_do_not_outlive_a_killed_parent(pg_data_dir):
         for pid in (pids["nats"], pids["pg"]):
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="what a root run does for PostgreSQL's system user")
+def test_as_root_clusters_of_deleted_temporary_data_dirs_are_removed(pg_system_dir, pg_data_dir, tmp_path):
+    """A test or benchmark deletes its temporary data dir; its cluster under the system dir
+    cannot be started again (the password was in the data dir) and would pile up."""
+    pg_system_dir.mkdir(mode=0o711, exist_ok=True)
+    gone, kept_elsewhere, kept_alive = (pg_system_dir / name for name in ("gone0000", "else0000", "live0000"))
+    for cluster, owner in (
+        (gone, tmp_path / "deleted" / "postgres"),
+        (kept_elsewhere, Path("/srv/not-a-temp-dir/postgres")),  # an unmounted disk, maybe: leave it
+        (kept_alive, tmp_path),  # still there
+    ):
+        (cluster / "pgdata").mkdir(parents=True)
+        (cluster / "data-dir").write_text(f"{owner}\n")
+    pg = EmbeddedPostgres(pg_data_dir, durable=False)
+    pg.start()
+    pg.stop()
+    assert not gone.exists()
+    assert kept_elsewhere.exists() and kept_alive.exists()
+    assert pg.pgdata.exists()  # its own, of course

@@ -11,7 +11,7 @@ from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.waiting import wait_until
 from vaultline.adapters.db.problems import record_problem
 from vaultline.bootstrap import Runtime
-from vaultline.entrypoints.admin import COOKIE, AdminContext, AdminServer, Services, create_app
+from vaultline.entrypoints.admin import AdminContext, AdminServer, Services, create_app
 
 pytestmark = [
     pytest.mark.integration,
@@ -19,13 +19,14 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser at /usr/bin/chromium (`make browser`)"),
 ]
 SCRIPT = "<script>alert(1)</script>"
+TOKEN = "problems-page-test-token-0123456789abcdef"
 
 
 async def test_problems_are_listed_on_the_review_page(settings, pool):
     from playwright.async_api import async_playwright, expect
 
     async with Runtime(settings, []) as rt:
-        ctx = AdminContext(token="t0k", services=Services.from_runtime(rt))
+        ctx = AdminContext(token=TOKEN, services=Services.from_runtime(rt))
         server = AdminServer(create_app(ctx))
         rt.add_task(server.serve())
         await wait_until(lambda: server.started, what="admin server")
@@ -35,11 +36,14 @@ async def test_problems_are_listed_on_the_review_page(settings, pool):
                 try:
                     context = await browser.new_context()
                     context.set_default_timeout(20_000)
-                    await context.add_cookies([{"name": COOKIE, "value": "t0k", "url": server.url}])
                     page = await context.new_page()
                     dialogs: list[str] = []
                     page.on("dialog", lambda d: dialogs.append(d.message))
-                    await page.goto(f"{server.url}/review")
+                    # The session cookie is a signed session id now: sign in through the form.
+                    await page.goto(f"{server.url}/login")
+                    await page.fill("#token", TOKEN)
+                    await page.click("button[type=submit]")
+                    await expect(page).to_have_url(f"{server.url}/review")
                     await expect(page.locator("#grid")).to_be_attached()
                     await expect(page.locator("#problems")).to_be_hidden()  # nothing to show yet
 

@@ -173,13 +173,37 @@ def test_several_faces_take_the_lowest_cut_so_every_face_is_cut(mode):
     assert decide_cut([lower, upper], W, H, mode) == d  # order does not matter
 
 
-def test_faces_smaller_than_a_quarter_of_the_largest_do_not_move_the_cut():
+def test_every_face_counts_however_small():
     big = face(top=100, h=300)
-    poster = face(cx=700, top=800, h=60)  # a face on a poster / in the background
-    d = decide_cut([big, poster], W, H, "no_face")
-    assert d.cut_y == decide_cut([big], W, H, "no_face").cut_y
-    assert d.faces == 2
-    assert any("smaller than 25%" in n for n in d.notes)
+    small = face(cx=700, top=800, h=60)  # a 60 px face lower in the frame: a person too
+    d = decide_cut([big, small], W, H, "no_face")
+    assert d.cut_y == math.ceil(small.y(C.FACE_OVAL).max() + 0.04 * 60) == 863
+    assert d.faces == 2 and d.face_box == small.box
+
+
+@pytest.mark.parametrize("mode", ["chin", "lips_only"])
+def test_only_the_lowest_face_is_cut_by_the_mode_the_others_are_removed_entirely(mode):
+    # Side by side: the left face's chin (300) is above the right face's (320), but the
+    # left face's no_face cut (308) lies below the right face's lips (~300): it must win.
+    left = face(cx=250, top=100, h=200)
+    right = face(cx=600, top=120, h=200)
+    d = decide_cut([left, right], W, H, mode)
+    assert d.cut_y == math.ceil(max(C.no_face_cut(left), C.face_cut(right, mode)[0])) == 308
+    assert d.cut_y >= left.y(C.FACE_OVAL).max()  # the upper face is gone entirely
+    assert d.cut_y < right.point(C.CHIN)[1]  # the lowest keeps what its mode allows
+    assert d.partial_face == right.box
+    # Alone, the left face would have kept its chin.
+    assert decide_cut([left], W, H, mode).cut_y < left.point(C.CHIN)[1]
+
+
+def test_a_box_without_landmarks_is_removed_entirely():
+    f = face(top=100, h=200)
+    box = (600.0, 400.0, 660.0, 470.0)  # lower than the mesh face
+    d = decide_cut([f], W, H, "chin", remove=[box])
+    assert d.cut_y == math.ceil(470 + 0.15 * 70) == 481
+    assert d.partial_face is None  # the lowest "face" is a box: nothing is cut by the mode
+    assert "removed entirely" in d.fallback_reason
+    assert d.faces == 2 and d.face_box == box
 
 
 def test_a_second_face_of_similar_size_does_move_the_cut():
@@ -291,3 +315,109 @@ def test_unknown_mode_and_bad_size_raise():
         decide_cut([], W, H, "eyes")
     with pytest.raises(ValueError, match="positive"):
         decide_cut([], 0, H, "no_face")
+
+
+# --------------------------------------------------------------------------- the output check
+
+
+class FakeScan:
+    """The check's scanner: returns the given faces (image pixels) round by round and records
+    the region tops it was asked to look at."""
+
+    def __init__(self, *rounds):
+        self.rounds = list(rounds)
+        self.tops: list[int] = []
+
+    def __call__(self, top, wanted):
+        self.tops.append(top)
+        faces = self.rounds.pop(0) if self.rounds else []
+        # Like the real scanner: only faces in the region, and only the wanted ones.
+        return [f for f in faces if (f.box or f.mesh_box)[3] > top and wanted(f.box or f.mesh_box)]
+
+
+def test_a_clean_check_passes_and_leaves_the_cut():
+    scan = FakeScan()
+    d = C.checked_cut([face(top=100, h=200)], W, H, "no_face", scan)
+    assert (d.cut_y, d.output_check, d.check_faces) == (308, "passed", 0)
+    assert scan.tops == [308 - round(0.10 * H)]  # the kept part plus a band above the cut
+
+
+def test_a_face_the_first_pass_missed_moves_the_no_face_cut_below_it_and_the_check_repeats():
+    persona = face(top=100, h=200)
+    missed = face(cx=650, top=600, h=80)
+    scan = FakeScan([missed], [])
+    d = C.checked_cut([persona], W, H, "no_face", scan)
+    assert d.cut_y == math.ceil(missed.y(C.FACE_OVAL).max() + 0.04 * 80) == 684
+    assert (d.output_check, d.check_faces, d.needs_manual_crop) == ("moved", 1, False)
+    assert scan.tops == [308 - 122, 684 - 122]  # checked again on the new kept part
+
+
+@pytest.mark.parametrize("mode", ["chin", "lips_only"])
+def test_chin_and_lips_finding_the_lowest_face_again_is_not_a_finding(mode):
+    persona = face(top=100, h=200)
+    scan = FakeScan([persona])  # the scanner sees the persona's lower face in the band
+    d = C.checked_cut([persona], W, H, mode, scan)
+    assert d.output_check == "passed" and d.cut_y == decide_cut([persona], W, H, mode).cut_y
+
+
+@pytest.mark.parametrize("mode", ["chin", "lips_only"])
+def test_chin_and_lips_a_second_face_left_visible_is_removed_entirely(mode):
+    persona = face(cx=300, top=100, h=200)  # chin cut 264, lips_only 225
+    second = face(cx=650, top=180, h=90)  # beside it, chin at 270: halved by the first cut
+    scan = FakeScan([second], [])
+    d = C.checked_cut([persona], W, H, mode, scan)
+    assert d.output_check == "moved" and d.check_faces == 1
+    assert d.cut_y == math.ceil(C.no_face_cut(second)) == 274
+    assert d.cut_y >= second.y(C.FACE_OVAL).max()
+    assert d.partial_face == persona.box  # the persona is still the one cut by the mode
+
+
+def test_a_lower_face_found_by_the_check_becomes_the_lowest_one():
+    persona = face(cx=300, top=100, h=200)
+    lower = face(cx=600, top=500, h=100)
+    d = C.checked_cut([persona], W, H, "chin", FakeScan([lower], []))
+    assert d.cut_y == math.ceil(C.chin_cut(lower)) and d.partial_face == lower.box
+    assert d.cut_y > persona.y(C.FACE_OVAL).max()  # the persona is now removed entirely
+
+
+def test_too_little_left_after_moving_flags_a_manual_crop():
+    missed = face(cx=600, top=900, h=120)  # its no_face cut would leave ~190 px
+    d = C.checked_cut([face(top=100, h=200)], W, H, "no_face", FakeScan([missed]))
+    assert (d.output_check, d.needs_manual_crop, d.check_faces) == ("needs_manual_crop", True, 1)
+    assert d.cut_y == H - math.ceil(0.25 * H)
+
+
+def test_a_box_only_finding_counts_when_the_detector_is_sure():
+    sure = Face(landmarks=None, box=(500.0, 600.0, 560.0, 670.0), score=0.9)
+    d = C.checked_cut([face(top=100, h=200)], W, H, "no_face", FakeScan([sure], []))
+    assert d.cut_y == math.ceil(670 + 0.15 * 70) and d.output_check == "moved"
+    unsure = Face(landmarks=None, box=(500.0, 600.0, 560.0, 670.0), score=0.6)
+    d = C.checked_cut([face(top=100, h=200)], W, H, "no_face", FakeScan([unsure], []))
+    assert d.cut_y == 308 and d.output_check == "passed"
+
+
+def test_the_check_runs_on_a_fallback_crop_too():
+    missed = face(cx=400, top=500, h=90)
+    d = C.checked_cut([], W, H, "chin", FakeScan([missed], []))
+    assert d.face_found and d.mode_used == "chin" and d.output_check == "moved"
+    assert d.cut_y == math.ceil(C.chin_cut(missed))
+
+
+def test_a_face_that_keeps_coming_back_ends_in_a_manual_crop():
+    missed = face(cx=600, top=500, h=100)
+    endless = [Face(landmarks=None, box=(600.0, 560.0 + 60 * i, 660.0, 640.0 + 60 * i), score=0.9) for i in range(5)]
+    d = C.checked_cut([face(top=100, h=200)], W, H, "no_face", FakeScan([missed], *([b] for b in endless)))
+    assert d.output_check == "needs_manual_crop" and d.needs_manual_crop
+    assert "after 3 moves" in d.fallback_reason
+
+
+def test_no_scan_or_a_manual_crop_already_skips_the_check():
+    assert C.checked_cut([face()], W, H, "no_face", None).output_check == "skipped"
+    scan = FakeScan()
+    d = C.checked_cut([face(top=700, h=300)], W, H, "no_face", scan)
+    assert d.needs_manual_crop and d.output_check == "skipped" and scan.tops == []
+
+
+def test_merge_boxes_keeps_one_box_per_face():
+    a, inside, other = (100.0, 100.0, 200.0, 200.0), (120.0, 130.0, 190.0, 195.0), (400.0, 100.0, 500.0, 200.0)
+    assert C.merge_boxes([(inside, 0.6), (a, 0.9), (other, 0.7)]) == [(a, 0.9), (other, 0.7)]

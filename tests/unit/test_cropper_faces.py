@@ -37,6 +37,17 @@ from vaultline.events import CROP_MODES, ImageCropped  # noqa: E402
 FALLBACK_CUT = round(0.30 * CANVAS_H)
 
 
+def _backdrop() -> np.ndarray:
+    """A blurred natural background (skimage coffee), like the benchmark's canvases."""
+    import cv2
+    from skimage import data
+
+    return cv2.GaussianBlur(cv2.resize(data.coffee(), (CANVAS_W, CANVAS_H)), (0, 0), 3)
+
+
+BACKDROP = _backdrop()
+
+
 @pytest.fixture(scope="module")
 def detector():
     # MediaPipe graphs are built once for the whole module (~0.7 s with the import).
@@ -214,7 +225,7 @@ def test_same_bytes_same_output_and_payload(cropper):
     a, b = cropper.crop(png, "chin"), cropper.crop(png, "chin")
     assert a.upload_png == b.upload_png and a.archive_png == b.archive_png
     assert a.decision == b.decision
-    assert set(a.timings_ms) == {"decode", "detect", "crop", "encode", "total"}
+    assert set(a.timings_ms) == {"decode", "detect", "check", "crop", "encode", "total"}
     assert a.text_chunks == comfy_text()
     assert b"workflow" in a.archive_png and b"workflow" not in a.upload_png
 
@@ -229,9 +240,14 @@ def test_same_bytes_same_output_and_payload(cropper):
 class RecordingDetector:
     def __init__(self):
         self.seen: list[np.ndarray] = []
+        self.scanned: list[int] = []
 
     def detect(self, rgb):
         self.seen.append(rgb)
+        return []
+
+    def scan(self, rgb, *, top=0, wanted=None):
+        self.scanned.append(top)
         return []
 
 
@@ -243,6 +259,7 @@ def test_the_detector_receives_rgb_not_bgr():
     (rgb,) = fake.seen
     assert rgb.dtype == np.uint8 and rgb.flags.c_contiguous
     assert tuple(rgb[0, 0]) == (250, 0, 0)
+    assert fake.scanned == [12 - 4]  # the output check: kept rows [12, 40) plus a 4-row band
 
 
 def test_unknown_mode_and_wrong_arrays_are_refused(detector):
@@ -262,3 +279,163 @@ def test_a_face_too_large_for_the_box_detector_is_found_by_the_whole_image_mesh(
     (face,) = detector.detect(rgb)
     assert face.box is None and face.score is None
     assert C.check_face(face, 25, 25) is None
+
+
+# --------------------------------------------------------------------------- small and secondary faces
+
+
+def small_face(
+    original_landmarks, source: str, face_h: float, centre: tuple[float, float], angle: float = 0.0
+) -> Placement:
+    """A placement of `source` whose face is `face_h` px tall (forehead to chin) with the
+    centre of its landmarks at `centre`: a person far from the camera (full-body shot)."""
+    lm = original_landmarks(source)
+    scale = face_h / C.Face(landmarks=lm).height
+    width = source_image(source).shape[1] * scale
+    at_origin = Placement(source, center=(0.0, 0.0), width=width, angle=angle).map_points(lm).mean(axis=0)
+    return Placement(source, center=(centre[0] - at_origin[0], centre[1] - at_origin[1]), width=width, angle=angle)
+
+
+def faces_in_upload(detector, result: CropResult) -> list[C.Face]:
+    """An independent look at what will be uploaded: the whole-image pass and the small-face
+    scan, trustworthy faces only."""
+    rgb = decode(result.upload_png).rgb
+    found = detector.detect(rgb) + detector.scan(rgb)
+    return [f for f in found if C.check_face(f, rgb.shape[1], rgb.shape[0]) is None]
+
+
+# (source, face height px, face centre, roll): alone on a full-body canvas, below the 30 %
+# fallback row, so a miss would leave the face in the upload.
+SMALL_ALONE = {
+    "astronaut-60": ("astronaut", 60, (400, 600), 0),
+    "grace-hopper-60-tilted": ("grace_hopper", 60, (500, 700), 20),
+    "camera-60-tilted": ("camera", 60, (450, 700), -20),
+    "astronaut-90-half-outside-left": ("astronaut", 90, (0.25 * 90, 650), 0),
+    "grace-hopper-120-outside-right": ("grace_hopper", 120, (832 - 0.2 * 120, 640), 10),
+    "camera-120": ("camera", 120, (420, 560), 0),
+}
+
+
+@pytest.mark.parametrize("name", SMALL_ALONE)
+def test_a_small_face_alone_on_a_full_body_canvas_is_cut_by_its_landmarks(cropper, detector, original_landmarks, name):
+    source, face_h, centre, angle = SMALL_ALONE[name]
+    placement = small_face(original_landmarks, source, face_h, centre, angle)
+    f = expected_face(placement, original_landmarks)
+    png = face_png([placement], background=BACKDROP)
+
+    no_face = cropper.crop(png, "no_face")
+    d = no_face.decision
+    assert d.face_found and d.mode_used == "no_face" and not d.needs_manual_crop
+    assert d.output_check in ("passed", "moved")
+    chin = f.y(C.FACE_OVAL).max()
+    assert chin - 1 <= d.cut_y <= chin + 0.25 * face_h, (d.cut_y, chin)
+    assert faces_in_upload(detector, no_face) == []
+
+    chin_crop = cropper.crop(png, "chin").decision
+    assert chin_crop.face_found and chin_crop.mode_used == "chin"
+    lips = f.y(C.LIPS).max()
+    assert lips - 0.05 * face_h <= chin_crop.cut_y < f.point(C.CHIN)[1], (chin_crop.cut_y, lips)
+
+
+def test_a_small_face_below_a_large_one_is_the_lowest_and_the_large_one_goes(cropper, detector, original_landmarks):
+    big = Placement(center=(300, 330), width=700)  # face ~145 px, chin near row 290
+    small = small_face(original_landmarks, "grace_hopper", 70, (640, 760), -10)
+    f_big, f_small = expected_face(big, original_landmarks), expected_face(small, original_landmarks)
+    png = face_png([big, small], background=BACKDROP)
+
+    no_face = cropper.crop(png, "no_face")
+    d = no_face.decision
+    assert f_small.y(C.FACE_OVAL).max() - 1 <= d.cut_y <= f_small.y(C.FACE_OVAL).max() + 0.25 * 70
+    assert faces_in_upload(detector, no_face) == []
+
+    chin = cropper.crop(png, "chin").decision
+    assert f_small.y(C.LIPS).max() - 0.05 * 70 <= chin.cut_y < f_small.point(C.CHIN)[1]
+    assert chin.cut_y > f_big.y(C.FACE_OVAL).max()  # the large face is removed entirely
+
+
+@pytest.mark.parametrize("mode", ["chin", "lips_only"])
+def test_a_small_face_beside_the_lowest_one_is_removed_entirely(cropper, original_landmarks, mode):
+    # A 90 px face beside the persona whose chin lies between the persona's mode cut and her
+    # chin: the persona is the lowest face, and her mode cut alone would halve the small one.
+    persona = Placement(center=(300, 330), width=900)
+    f_persona = expected_face(persona, original_landmarks)
+    target = (C.face_cut(f_persona, mode)[0] + f_persona.y(C.FACE_OVAL).max()) / 2
+    probe = expected_face(small_face(original_landmarks, "astronaut", 90, (680, 0)), original_landmarks)
+    small = small_face(original_landmarks, "astronaut", 90, (680, target - probe.y(C.FACE_OVAL).max()))
+    f_small = expected_face(small, original_landmarks)
+    assert C.face_cut(f_persona, mode)[0] < f_small.y(C.FACE_OVAL).max() < f_persona.y(C.FACE_OVAL).max()
+    d = cropper.crop(face_png([persona, small], background=BACKDROP), mode).decision
+    assert d.faces == 2
+    assert d.cut_y >= f_small.y(C.FACE_OVAL).max() - 1  # the small face is removed entirely
+    assert d.cut_y < f_persona.point(C.CHIN)[1]  # the persona still keeps her chin
+
+
+class MissesSmallFaces:
+    """The real detector whose first pass misses every face under `min_px` tall (what today's
+    whole-frame pass does with a 60-80 px face); the output check's scan is the real one."""
+
+    def __init__(self, real: FaceDetector, min_px: float):
+        self.real, self.min_px = real, min_px
+
+    def detect(self, rgb):
+        return [f for f in self.real.detect(rgb) if f.landmarks is not None and f.height >= self.min_px]
+
+    def scan(self, rgb, *, top=0, wanted=None):
+        return self.real.scan(rgb, top=top, wanted=wanted)
+
+
+@pytest.mark.parametrize("mode", CROP_MODES)
+def test_the_output_check_catches_a_face_the_first_pass_missed(detector, original_landmarks, mode):
+    big = Placement(center=(300, 330), width=700)
+    missed = small_face(original_landmarks, "astronaut", 110, (620, 800), 12)
+    f_missed = expected_face(missed, original_landmarks)
+    png = face_png([big, missed], background=BACKDROP)
+    blind = MissesSmallFaces(detector, min_px=130)
+    assert len(blind.detect(decode(png).rgb)) == 1  # the first pass sees the big face only
+
+    unchecked = Cropper(blind, check=False).crop(png, mode).decision
+    assert unchecked.cut_y < f_missed.y(C.IDENTITY_POINTS).min()  # without the check: in the upload
+    assert unchecked.output_check == "skipped"
+
+    result = Cropper(blind).crop(png, mode)
+    d = result.decision
+    assert (d.output_check, d.check_faces) == ("moved", 1)
+    assert d.faces == 2
+    assert_cut_matches(mode, d.cut_y, f_missed)  # the missed face is now the lowest, cut by the mode
+    payload = result.to_cropped_payload("elena/2_cropped/x.png")
+    assert (payload.output_check, payload.output_check_faces) == ("moved", 1)
+    if mode == "no_face":
+        assert faces_in_upload(detector, result) == []
+
+
+def test_no_false_faces_on_the_backdrops_and_no_face_images(cropper):
+    for name, png in {**no_face_pngs(), "backdrop": png_bytes(BACKDROP)}.items():
+        d = cropper.crop(png, "no_face").decision
+        assert (d.mode_used, d.cut_y, d.output_check, d.check_faces) == ("fallback", FALLBACK_CUT, "passed", 0), name
+
+
+def test_scan_maps_tile_faces_back_to_image_pixels_and_honours_top_and_wanted(detector, original_landmarks):
+    # What FakeScan (test_crop_geometry) promises, on the real scanner: faces in image pixels
+    # (tile and edge-padding offsets undone), only rows below `top`, meshes only when wanted.
+    upper = small_face(original_landmarks, "astronaut", 80, (420, 300))
+    at_edge = small_face(original_landmarks, "grace_hopper", 70, (0.3 * 70, 900), 10)  # in the grey pad's reach
+    rgb = canvas([upper, at_edge], background=BACKDROP)
+    f_upper, f_edge = expected_face(upper, original_landmarks), expected_face(at_edge, original_landmarks)
+
+    def trusted(faces):  # what the check acts on (a box-only hit needs score >= 0.8; none here)
+        return [f for f in faces if C.check_face(f, CANVAS_W, CANVAS_H) is None or f.score >= C.BOX_ONLY_MIN_SCORE]
+
+    both = trusted(detector.scan(rgb))
+    assert len(both) == 2
+    for found, truth in zip(both, (f_upper, f_edge)):  # sorted top to bottom
+        assert C.check_face(found, CANVAS_W, CANVAS_H) is None
+        assert abs(found.y(C.FACE_OVAL).max() - truth.y(C.FACE_OVAL).max()) <= 0.08 * truth.height
+        assert abs(found.point(C.NOSE_TIP)[0] - truth.point(C.NOSE_TIP)[0]) <= 0.08 * truth.height
+        assert found.box is not None and found.score >= 0.5
+
+    (lower,) = trusted(detector.scan(rgb, top=800))
+    assert lower.box[1] > 800 and lower.landmarks is not None
+    assert all(f.box[3] > 800 for f in detector.scan(rgb, top=800))  # nothing from above `top`
+
+    # Unwanted boxes are dropped before any mesh is fitted to them.
+    assert [f.box[1] > 800 for f in trusted(detector.scan(rgb, wanted=lambda box: box[1] > 800))] == [True]

@@ -258,6 +258,16 @@ async def test_a_second_run_while_one_holds_the_upload_touches_nothing(world):
     assert state.step == "done" and platform.sessions == ["m1"]
 
 
+async def test_a_retry_request_while_the_upload_runs_changes_nothing(world):
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    platform = FakePlatform()
+    retry = new_event("media.upload_retry_requested", creator="elena", key=CID, payload={})
+    async with store.exclusive(CID):  # the approval's run is on the platform right now
+        assert await run(retry, store, storage, platform) is None  # acked: nothing failed to retry
+    assert platform.calls == [] and store.outbox == []
+
+
 async def test_a_run_whose_step_moved_under_it_stops_without_repeating_a_platform_call(world):
     store, storage = world
     await storage.put(f"elena/3_review/{NAME}", b"png")

@@ -100,6 +100,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="daily aggregates per creator: funnel, offers, sales, conversion, replies, top content/fans",
         ),
         ConsumerSpec(
+            "sales",
+            ("sale.recorded.>", "media.sent.>", "message.received.>", "fan.>"),
+            description="sales, sends and fans projections: matches purchases to sends, counts each sale once",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,

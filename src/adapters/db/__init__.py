@@ -22,7 +22,7 @@ CONTENT_COLUMNS: tuple[str, ...] = (
     "crop_confidence", "fallback_reason", "needs_manual_crop", "width", "height", "comfy",
     "fanvue_media_uuid", "fanvue_vault", "fanvue_url", "platform", "vault", "category", "tags",
     "description", "price_cents", "reject_reason", "error", "times_purchased", "revenue_cents",
-    "generated_at", "uploaded_at", "status_at", "last_event_id",
+    "generated_at", "uploaded_at", "status_at", "last_event_id", "output_check", "output_check_faces",
 )  # fmt: skip
 _JSON_COLUMNS = {"crop_box", "comfy"}
 

@@ -20,6 +20,8 @@ FLAGS: dict[str, str] = {
     "near_duplicate": "near_duplicate_of IS NOT NULL",
     "fallback": "(crop_mode_used = 'fallback' OR fallback_reason IS NOT NULL)",
     "face": "face_found IS TRUE",
+    # the crop's output check found a face the first cut left visible (moved or flagged)
+    "face_check": "output_check IN ('moved', 'needs_manual_crop')",
 }
 MAX_LIMIT = 200
 
@@ -35,6 +37,8 @@ def badges(row: dict[str, Any]) -> list[str]:
         out.append("near_duplicate")
     if row.get("needs_manual_crop"):
         out.append("needs_manual_crop")
+    if row.get("output_check") in ("moved", "needs_manual_crop"):
+        out.append("face_check")
     return out
 
 

@@ -148,6 +148,25 @@ def _mkdir_owned(path: Path, mode: int, uid: int = 0, gid: int = 0) -> None:
         os.close(fd)
 
 
+def _remove_abandoned_clusters(base: Path) -> None:
+    """Delete clusters under `base` whose data dir was a temporary one (under the system temp
+    dir: tests, benchmarks) and is gone, so nothing can start them again (their password lived
+    there), and that no postgres process serves. Clusters of other data dirs are never touched."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for cluster in base.iterdir():
+        marker = cluster / "data-dir"
+        if cluster.is_symlink() or not marker.is_file():
+            continue
+        try:
+            owner = Path(marker.read_text().strip())
+        except OSError:
+            continue
+        if tmp not in owner.parents or owner.exists() or postgres_processes(cluster / "pgdata"):
+            continue
+        log.info("removing the cluster %s of the deleted temporary data dir %s", cluster, owner)
+        shutil.rmtree(cluster, ignore_errors=True)  # rmtree does not follow symlinks
+
+
 def _install_binaries(base: Path) -> Path:
     """A copy of the wheel's PostgreSQL under `base` that every user can read and run; made
     once per wheel (hard links where the source file is already world-readable, else copies)."""
@@ -357,6 +376,7 @@ class EmbeddedPostgres(ChildServer):
         base = system_dir()
         base.parent.mkdir(parents=True, exist_ok=True)
         _mkdir_owned(base, 0o711)
+        _remove_abandoned_clusters(base)
         self._bin_root = _install_binaries(base)
         if self.pgdata != self.data_dir / "pgdata":
             if self.pgdata.parent.parent == base:

@@ -7,8 +7,8 @@ Behaviour worth knowing:
 - A client-side token bucket per creator (200 requests / 60 s by default) keeps bursts under
   Fanvue's limit; a 429 pauses that bucket for `Retry-After` (seconds or HTTP date) or until
   `X-RateLimit-Reset`, so concurrent callers sharing the bucket wait too.
-- 5xx, timeouts and connection errors are retried with capped exponential backoff, a bounded
-  number of times, but only where repeating is harmless: `create_post` is never repeated once the
+- 5xx, timeouts and connection errors are retried by the FANVUE policy (adapters/retry_policies.py:
+  tenacity, capped exponential backoff with jitter, bounded attempts), but only where repeating is harmless: `create_post` is never repeated once the
   request may have reached Fanvue (Fanvue documents no idempotency keys; a retry could double-post).
 - Presigned part URLs are plain S3: they get the bytes and nothing else (a separate httpx client
   with no Fanvue headers; an Authorization header would make S3 reject the signature).
@@ -24,13 +24,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
 
+from vaultline.adapters.fanvue import API_VERSION, DEFAULT_BASE_URL
 from vaultline.adapters.fanvue.errors import (
     ApiVersionError,
     AuthError,
@@ -48,11 +49,10 @@ from vaultline.adapters.fanvue.errors import (
     ValidationError,
 )
 from vaultline.adapters.fanvue.tokens import TokenProvider
+from vaultline.adapters.retry_policies import FANVUE, RetryPolicy, backoff
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.fanvue.com"
-API_VERSION = "2025-06-26"
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3: every part but the last must be at least 5 MiB
 MAX_PARTS = 10_000
@@ -225,6 +225,14 @@ def error_message(body: Any, fallback: str = "") -> tuple[str, list[str]]:
 _SAFE_TO_RETRY = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # never reached the server
 
 
+@dataclass
+class _CallState:
+    """What one API call remembers across its transport attempts."""
+
+    refreshed: bool = False
+    rate_limit_waits: int = 0
+
+
 class FanvueClient:
     """`async with FanvueClient(tokens, creator="elena") as fv: await fv.whoami()`."""
 
@@ -238,9 +246,10 @@ class FanvueClient:
         api_version: str = API_VERSION,
         timeout: float = 30.0,
         part_timeout: float = 120.0,
-        max_attempts: int = 4,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        retry_policy: RetryPolicy = FANVUE,
+        max_attempts: int | None = None,
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
         max_rate_limit_waits: int = 5,
         max_retry_wait: float = 300.0,
         rate_limiter: TokenBucket | None = None,
@@ -258,9 +267,13 @@ class FanvueClient:
         prefix = (path_prefix or "").strip().strip("/")
         self.path_prefix = f"/{prefix}" if prefix else ""
         self.api_version = api_version
-        self._max_attempts = max(1, max_attempts)
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        # The service's policy, optionally tightened per client (tests, one-shot CLI calls).
+        self._policy = replace(
+            retry_policy,
+            max_attempts=max(1, max_attempts if max_attempts is not None else retry_policy.max_attempts),
+            backoff_base=backoff_base if backoff_base is not None else retry_policy.backoff_base,
+            backoff_cap=backoff_cap if backoff_cap is not None else retry_policy.backoff_cap,
+        )
         self._max_rl_waits = max_rate_limit_waits
         self._max_retry_wait = max_retry_wait
         self._clock = clock
@@ -289,19 +302,27 @@ class FanvueClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}{self.path_prefix}{path}"
 
-    def _backoff(self, attempt: int) -> float:
-        # Exponential, capped, with jitter in [50%, 100%] so parallel workers do not retry in step.
-        base = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
-        return base * (0.5 + self._rng.random() / 2)
-
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       params: Mapping[str, Any] | None = None, idempotent: bool = True) -> httpx.Response:
         """One API call with auth, versioning, rate limiting, retries and error mapping.
         Returns the 2xx response; raises a FanvueError subclass otherwise."""
         url = self.url(path)
-        refreshed = False
-        failures = 0
-        rl_waits = 0
+        state = _CallState()
+
+        def repeatable(exc: BaseException) -> bool:
+            # A request that never reached Fanvue can always be repeated; one that may have
+            # (read timeout, 5xx) only when repeating it is harmless.
+            if isinstance(exc, TransportError):
+                return idempotent or not exc.ambiguous
+            return isinstance(exc, ServerError) and idempotent
+
+        retrying = self._policy.retrying(retry_if=repeatable, sleep=self._sleep, rng=self._rng)
+        return await retrying(self._send, method, url, json_body, params, state)
+
+    async def _send(self, method: str, url: str, json_body: Any, params: Mapping[str, Any] | None,
+                    state: "_CallState") -> httpx.Response:
+        """One transport attempt: waits for the bucket (also across 429s) and refreshes the token
+        once per call after a 401. Raises TransportError/ServerError for the retry policy."""
         while True:
             await self.bucket.acquire()
             token = await self._tokens.access_token()
@@ -313,32 +334,23 @@ class FanvueClient:
             try:
                 resp = await self._http.request(method, url, json=json_body, params=params, headers=headers)
             except httpx.TransportError as exc:
-                safe = isinstance(exc, _SAFE_TO_RETRY)
-                failures += 1
-                if failures >= self._max_attempts or not (idempotent or safe):
-                    raise TransportError(f"{type(exc).__name__}: {exc}", ambiguous=not safe,
-                                         method=method, url=url) from exc
-                await self._sleep(self._backoff(failures))
-                continue
+                raise TransportError(f"{type(exc).__name__}: {exc}", ambiguous=not isinstance(exc, _SAFE_TO_RETRY),
+                                     method=method, url=url) from exc
             self._observe(resp)
             status = resp.status_code
-            if status == 401 and not refreshed:
-                refreshed = True  # one refresh per call: a second 401 is a real auth failure
+            if status == 401 and not state.refreshed:
+                state.refreshed = True  # one refresh per call: a second 401 is a real auth failure
                 await self._tokens.refresh_after_401(token)
                 continue
             if status == 429:
                 wait = self._rate_limit_wait(resp)
-                rl_waits += 1
-                if rl_waits > self._max_rl_waits or (wait is not None and wait > self._max_retry_wait):
+                state.rate_limit_waits += 1
+                if state.rate_limit_waits > self._max_rl_waits or (wait is not None and wait > self._max_retry_wait):
                     raise self._error(resp, method, url)
-                self.bucket.pause_for(wait if wait is not None else self._backoff(rl_waits))
+                self.bucket.pause_for(wait if wait is not None else
+                                      backoff(state.rate_limit_waits, self._policy.backoff_base,
+                                              self._policy.backoff_cap, self._rng))
                 continue  # bucket.acquire() does the waiting, for every caller sharing it
-            if status >= 500:
-                failures += 1
-                if failures >= self._max_attempts or not idempotent:
-                    raise self._error(resp, method, url)
-                await self._sleep(self._backoff(failures))
-                continue
             if status >= 400:
                 raise self._error(resp, method, url)
             return resp
@@ -447,33 +459,31 @@ class FanvueClient:
     async def put_part(self, url: str, data: bytes) -> str:
         """Step 3: PUT the bytes to the presigned S3 URL (no Fanvue headers, no Content-Type since
         it is not among the signed headers). Returns the ETag exactly as S3 sent it."""
-        failures = 0
-        while True:
-            try:
-                resp = await self._s3.put(url, content=data)
-            except httpx.TransportError as exc:
-                failures += 1  # PUT of the same bytes to the same part is idempotent
-                if failures >= self._max_attempts:
-                    raise TransportError(f"part upload: {type(exc).__name__}: {exc}",
-                                         method="PUT", url=_strip_query(url)) from exc
-                await self._sleep(self._backoff(failures))
-                continue
+        def repeatable(exc: BaseException) -> bool:
+            # PUT of the same bytes to the same part is idempotent: network failures, 5xx and
+            # 429 are repeated; other S3 refusals (403 expired URL, 404) are not.
+            return isinstance(exc, TransportError) or (
+                isinstance(exc, PartUploadError) and exc.status is not None
+                and (exc.status >= 500 or exc.status == 429))
+
+        retrying = self._policy.retrying(retry_if=repeatable, sleep=self._sleep, rng=self._rng)
+        return await retrying(self._put_part_once, url, data)
+
+    async def _put_part_once(self, url: str, data: bytes) -> str:
+        where = {"method": "PUT", "url": _strip_query(url)}
+        try:
+            resp = await self._s3.put(url, content=data)
+        except httpx.TransportError as exc:
+            raise TransportError(f"part upload: {type(exc).__name__}: {exc}", **where) from exc
+        if resp.status_code >= 400:
+            err = PartUploadError(f"S3 {resp.status_code}: {resp.text[:200]}", status=resp.status_code, **where)
             if resp.status_code >= 500 or resp.status_code == 429:
-                failures += 1
-                if failures >= self._max_attempts:
-                    raise PartUploadError(f"S3 {resp.status_code}: {resp.text[:200]}", status=resp.status_code,
-                                          method="PUT", url=_strip_query(url))
-                wait = parse_retry_after(resp.headers.get("Retry-After"), self._wall())
-                await self._sleep(wait if wait is not None else self._backoff(failures))
-                continue
-            if resp.status_code >= 400:
-                raise PartUploadError(f"S3 {resp.status_code}: {resp.text[:200]}", status=resp.status_code,
-                                      method="PUT", url=_strip_query(url))
-            etag = resp.headers.get("ETag")
-            if not etag:
-                raise PartUploadError("S3 response without ETag", status=resp.status_code,
-                                      method="PUT", url=_strip_query(url))
-            return etag
+                err.retry_after = parse_retry_after(resp.headers.get("Retry-After"), self._wall())
+            raise err
+        etag = resp.headers.get("ETag")
+        if not etag:
+            raise PartUploadError("S3 response without ETag", status=resp.status_code, **where)
+        return etag
 
     async def upload_part(self, upload_id: str, part_number: int, data: bytes) -> UploadedPart:
         """Steps 2+3 for one part. The URL is fetched just before the PUT (presigned URLs expire);
@@ -629,6 +639,64 @@ class FanvueClient:
         if not isinstance(body, dict):
             raise UnexpectedResponse("POST /posts did not return an object")
         return body
+
+    # ------------------------------------------------------------------ chat messages (sends)
+
+    async def send_chat_message(self, fan_uuid: str, text: str | None, media_uuids: Sequence[str] = (),
+                                price_cents: int | None = None) -> str:
+        """POST /chats/{fan}/message {text, mediaUuids, price (integer cents)} -> messageUuid.
+        Never repeated once the request may have reached Fanvue (no idempotency key): a lost
+        response raises TransportError(ambiguous=True) or ServerError and the caller reconciles
+        by reading the fan's messages."""
+        payload: dict[str, Any] = {"text": text or ""}
+        if media_uuids:
+            payload["mediaUuids"] = list(media_uuids)
+        if price_cents:
+            if not media_uuids:
+                raise ValueError("a priced (PPV) message needs media")
+            payload["price"] = int(price_cents)
+        body = await self._json("POST", f"/chats/{quote(fan_uuid, safe='')}/message", json_body=payload,
+                                idempotent=False)
+        message = _first(body, "messageUuid", "uuid", "id")
+        if not message:
+            raise UnexpectedResponse(f"send message without messageUuid: {body!r}")
+        return str(message)
+
+    async def chat_messages(self, fan_uuid: str, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """GET /chats/{fan}/messages (newest first) -> (messages, has_more). No conversation
+        (404) is an empty list."""
+        try:
+            body = await self._json("GET", f"/chats/{quote(fan_uuid, safe='')}/messages",
+                                    params={"page": page, "size": max(1, min(50, size))})
+        except NotFound:
+            return [], False
+        items = body.get("data", []) if isinstance(body, dict) else (body or [])
+        pagination = (body.get("pagination") or {}) if isinstance(body, dict) else {}
+        return [m for m in items if isinstance(m, dict)], bool(pagination.get("hasMore"))
+
+
+    # ------------------------------------------------------------------ ingress (sync loop)
+
+    async def list_chats(self, *, page: int = 1, size: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """GET /chats, most recent messages first -> (chats, has_more). Each chat has `user{uuid,..}`
+        and `lastMessageAt`."""
+        body = await self._json("GET", "/chats", params={"page": page, "size": max(1, min(50, size)),
+                                                         "sortBy": "most_recent_messages"})
+        items = body.get("data", []) if isinstance(body, dict) else (body or [])
+        pagination = (body.get("pagination") or {}) if isinstance(body, dict) else {}
+        return [c for c in items if isinstance(c, dict)], bool(pagination.get("hasMore"))
+
+    async def earnings(self, start: datetime, end: datetime, *, cursor: str | None = None,
+                       size: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+        """GET /insights/earnings for [start, end) -> (rows, next cursor or None at the end).
+        Rows: {date, gross, net, currency, source, user{uuid,...}|null}; no purchase ids."""
+        params: dict[str, Any] = {"startDate": _iso(start), "endDate": _iso(end), "size": max(1, min(50, size))}
+        if cursor:
+            params["cursor"] = cursor
+        body = await self._json("GET", "/insights/earnings", params=params)
+        items = body.get("data", []) if isinstance(body, dict) else []
+        nxt = body.get("nextCursor") if isinstance(body, dict) else None
+        return [r for r in items if isinstance(r, dict)], (str(nxt) if nxt else None)
 
 
     async def list_posts(self, *, page: int = 1, size: int = 50) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from vaultline.adapters.fanvue import DEFAULT_AUTHORIZE_URL, DEFAULT_TOKEN_URL
 from vaultline.adapters.fanvue.errors import (
     InvalidGrantError,
     OAuthError,
@@ -30,9 +31,8 @@ from vaultline.adapters.fanvue.errors import (
     UnexpectedResponse,
 )
 from vaultline.adapters.fanvue.tokens import TokenSet
+from vaultline.adapters.retry_policies import FANVUE, RetryPolicy
 
-DEFAULT_AUTHORIZE_URL = "https://auth.fanvue.com/oauth2/auth"
-DEFAULT_TOKEN_URL = "https://auth.fanvue.com/oauth2/token"
 # openid/offline_access/offline are required by Fanvue ("your app won't work without them");
 # the rest is what vaultline uses: profile, vault upload + folders, posts, chat/PPV, fans, earnings.
 DEFAULT_SCOPES: tuple[str, ...] = (
@@ -87,13 +87,21 @@ def build_authorize_url(*, client_id: str, redirect_uri: str, state: str, code_c
 # ----------------------------------------------------------------------------- token endpoint
 
 
+class _TokenEndpointDown(Exception):
+    """A 5xx from the token endpoint: repeated by the retry policy, then reported as its body says."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"token endpoint {response.status_code}")
+        self.response = response
+
+
 class OAuthClient:
     """Talks to the token endpoint. `refresher` (bound method `refresh_tokens`) is what
     TokenManager needs."""
 
     def __init__(self, client_id: str, client_secret: str | None = None, *,
                  token_url: str = DEFAULT_TOKEN_URL, authorize_url: str = DEFAULT_AUTHORIZE_URL,
-                 timeout: float = 30.0, max_attempts: int = 3,
+                 timeout: float = 30.0, max_attempts: int = 3, retry_policy: RetryPolicy = FANVUE,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Any] = asyncio.sleep,
                  http: httpx.AsyncClient | None = None) -> None:
@@ -103,7 +111,7 @@ class OAuthClient:
         self._secret = client_secret
         self.token_url = token_url
         self.authorize_endpoint = authorize_url
-        self._max_attempts = max(1, max_attempts)
+        self._policy = retry_policy.with_attempts(max_attempts)
         self._clock = clock
         self._sleep = sleep
         self._owns_http = http is None
@@ -151,24 +159,26 @@ class OAuthClient:
         if self._secret:
             basic = base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def post_once() -> httpx.Response:
             try:
                 resp = await self._http.post(self.token_url, data=form, headers=headers)
             except httpx.TransportError as exc:
-                # Retrying a refresh whose response was lost is no worse than not retrying: if the
-                # token was consumed we get invalid_grant either way (or succeed within a reuse
-                # grace period, if Fanvue has one).
-                if attempt >= self._max_attempts:
-                    raise TransportError(f"token endpoint unreachable: {exc!r}",
-                                         method="POST", url=self.token_url) from exc
-                await self._sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
-                continue
-            if resp.status_code >= 500 and attempt < self._max_attempts:
-                await self._sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
-                continue
-            break
+                raise TransportError(f"token endpoint unreachable: {exc!r}",
+                                     method="POST", url=self.token_url) from exc
+            if resp.status_code >= 500:
+                raise _TokenEndpointDown(resp)
+            return resp
+
+        # Retrying a refresh whose response was lost is no worse than not retrying: if the token
+        # was consumed we get invalid_grant either way (or succeed within a reuse grace period,
+        # if Fanvue has one). A 5xx still failing after the last attempt is reported below.
+        retrying = self._policy.retrying(retry_if=lambda e: isinstance(e, (TransportError, _TokenEndpointDown)),
+                                         sleep=self._sleep)
+        try:
+            resp = await retrying(post_once)
+        except _TokenEndpointDown as down:
+            resp = down.response
         try:
             body = resp.json()
         except ValueError:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import ingest, ops, pages, review, stats
+from vaultline.entrypoints.routes import fans, ingest, ops, pages, review, stats, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
     ingest.router,
     pages.router,
     ops.router,
+    webhooks.router,
+    fans.router,
     stats.router,
 ]

@@ -34,7 +34,7 @@ REVIEWER = "admin"  # one shared admin token: the API cannot tell reviewers apar
 MAX_BULK = 500
 HISTORY_TIMEOUT_S = 10.0
 VARIANTS = ("cropped", "original", "thumb")
-Badge = Literal["face", "fallback", "near_duplicate", "needs_manual_crop"]
+Badge = Literal["face", "fallback", "near_duplicate", "needs_manual_crop", "face_check"]
 
 router = APIRouter(tags=["review"])
 

@@ -11,6 +11,7 @@ const BADGES = {
   fallback: ['fallback', 'No trustworthy face: a fixed cut was used'],
   near_duplicate: ['near-duplicate', 'Looks like an image already in the library'],
   needs_manual_crop: ['needs manual crop', 'The cut would leave too little: crop by hand'],
+  face_check: ['face check', 'The output check found a face the first cut left visible and moved the cut below it (or flagged a manual crop)'],
 };
 
 function field(labelText, control, extraClass) {

@@ -1,0 +1,305 @@
+"""Sending content to fans, exactly once, on real PostgreSQL and the test Fanvue server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.fanvue_server import FanvueTestServer
+from vaultline.adapters.db.sends import PostgresSendStore
+from vaultline.adapters.fanvue.client import FanvueClient
+from vaultline.adapters.fanvue.tokens import StaticTokenProvider
+from vaultline.adapters.platforms import FanvuePlatform, LocalPlatform
+from vaultline.domain.errors import Conflict, Invalid
+from vaultline.events import parse_event
+from vaultline.handlers import sends
+
+pytestmark = pytest.mark.integration
+
+PHASH = "f0e1d2c3b4a59687"
+
+
+def near(h: str, bits: int) -> str:
+    return f"{int(h, 16) ^ ((1 << bits) - 1):016x}"
+
+
+async def uploaded(pool, *, platform: str = "local", phash: str | None = None, media: str | None = None,
+                   creator: str = "elena", vault: str = "ppv", category: str | None = None,
+                   tags: list[str] | None = None) -> uuid.UUID:  # fmt: skip
+    cid = uuid.uuid4()
+    await pool.execute(
+        """INSERT INTO content(id, creator, status, platform, fanvue_media_uuid, phash, vault, price_cents, category, tags,
+                               uploaded_at, original_filename)
+           VALUES ($1, $2, 'uploaded', $3, $4, $5, $6, 999, $7, $8, now(), 'x.png')""",
+        cid, creator, platform, media or f"media-{cid}", phash or f"{uuid.uuid4().int & (2**64 - 1):016x}", vault,
+        category, tags or [],
+    )  # fmt: skip
+    return cid
+
+
+def req(*cids: uuid.UUID, fan: str = "fan-1", **kw) -> sends.SendRequest:
+    return sends.SendRequest(creator="elena", fan_id=fan, content_ids=tuple(cids), sent_by="test", **kw)
+
+
+async def outbox_events(pool, type_: str = "media.sent"):
+    rows = await pool.fetch("SELECT body FROM outbox ORDER BY id")
+    return [e for e in (parse_event(bytes(r["body"])) for r in rows) if e.type == type_]
+
+
+@pytest.fixture
+def fanvue():
+    with FanvueTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def fanvue_platform(fanvue):
+    client = FanvueClient(StaticTokenProvider(fanvue.issue_tokens()["access_token"]), creator="elena",
+                          base_url=fanvue.base_url, timeout=0.5, backoff_base=0.01)  # fmt: skip
+    yield FanvuePlatform(client)
+    await client.aclose()
+
+
+async def test_local_send_is_recorded_and_a_second_one_refused_naming_the_first(pool, tmp_path):
+    platform = LocalPlatform(tmp_path / "messages")
+    store = PostgresSendStore(pool)
+    cid = await uploaded(pool, phash=PHASH)
+    result = await sends.send(req(cid, price_cents=1299, text="for you"), store=store, platform=platform)
+    assert result.status == "sent" and result.message_uuid
+    row = await pool.fetchrow("SELECT * FROM sends WHERE content_id = $1", cid)
+    assert (row["status"], row["message_uuid"], row["price_cents"], row["fan_id"]) == ("sent", result.message_uuid, 1299, "fan-1")
+    [event] = await outbox_events(pool)
+    assert event.key == str(cid) and event.payload.message_uuid == result.message_uuid and not event.payload.forced
+    assert [m.uuid for m in await platform.fan_messages("fan-1")] == [result.message_uuid]
+    assert await pool.fetchval("SELECT fan_ids FROM sent_to_users WHERE content_id = $1", cid) == ["fan-1"]
+
+    with pytest.raises(Conflict) as refused:
+        await sends.send(req(cid, price_cents=1299), store=store, platform=platform)
+    assert str(cid) in refused.value.message and "already has" in refused.value.message
+    assert row["sent_at"].strftime("%Y-%m-%d %H:%M") in refused.value.message
+    assert len(await platform.fan_messages("fan-1")) == 1
+    # Another fan may get it.
+    assert (await sends.send(req(cid, fan="fan-2"), store=store, platform=platform)).status == "sent"
+
+
+async def test_a_near_copy_is_refused_and_force_sends_it_with_the_reason_in_the_event(pool, tmp_path):
+    platform = LocalPlatform(tmp_path / "messages")
+    store = PostgresSendStore(pool)
+    first = await uploaded(pool, phash=PHASH)
+    copy = await uploaded(pool, phash=near(PHASH, 4))
+    far = await uploaded(pool, phash=near(PHASH, 20))
+    await sends.send(req(first), store=store, platform=platform)
+    with pytest.raises(Conflict) as refused:
+        await sends.send(req(copy, far), store=store, platform=platform)
+    assert "near-copy (4 bits)" in refused.value.message and str(first) in refused.value.message
+    assert await pool.fetchval("SELECT count(*) FROM sends WHERE content_id = ANY($1)", [copy, far]) == 0
+
+    with pytest.raises(Conflict, match="near-copies of each other"):
+        await sends.send(req(far, await uploaded(pool, phash=near(PHASH, 21)), fan="fan-2"), store=store, platform=platform)
+    with pytest.raises(Invalid):
+        await sends.send(req(copy, force=True), store=store, platform=platform)  # no reason
+    forced = await sends.send(req(copy, force=True, reason="asked for it again"), store=store, platform=platform)
+    assert forced.forced
+    # Forcing the very same content again works too (a second live row, the next generation).
+    again = await sends.send(req(first, force=True, reason="resend after a deleted chat"), store=store, platform=platform)
+    assert again.status == "sent"
+    events = {e.payload.content_id: e.payload for e in await outbox_events(pool)}
+    assert events[copy].forced and events[copy].reason == "asked for it again"
+    gens = await pool.fetch("SELECT generation, forced FROM sends WHERE content_id = $1 ORDER BY generation", first)
+    assert [(g["generation"], g["forced"]) for g in gens] == [(0, False), (1, True)]
+
+
+async def test_the_database_refuses_a_second_live_row_by_itself(pool):
+    cid = await uploaded(pool)
+    insert = """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, status)
+                VALUES ($1, $1, $2, 'elena', 'local', 'fan-1', $3)"""
+    await pool.execute(insert, uuid.uuid4(), cid, "failed")
+    await pool.execute(insert, uuid.uuid4(), cid, "reserved")
+    import asyncpg
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(insert, uuid.uuid4(), cid, "sent")
+
+
+async def test_the_unique_index_refusal_reaches_the_caller_naming_the_live_send(pool):
+    cid = await uploaded(pool)
+    await pool.execute(
+        """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, status, sent_at)
+           VALUES ($1, $1, $2, 'elena', 'local', 'fan-1', 'sent', '2026-11-02 10:30+00')""",
+        uuid.uuid4(), cid,
+    )  # fmt: skip
+    store = PostgresSendStore(pool)
+    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), cid, "m", None, None, 0, False, None, None)
+    with pytest.raises(Conflict, match=f"already has content {cid} \\(sent 2026-11-02 10:30 UTC\\)"):
+        async with store.for_fan("elena", "local", "fan-1") as tx:
+            await tx.reserve([row])
+    assert await pool.fetchval("SELECT count(*) FROM sends") == 1
+
+
+async def test_bad_requests_change_nothing(pool, tmp_path):
+    platform, store = LocalPlatform(tmp_path / "m"), PostgresSendStore(pool)
+    cid = await uploaded(pool)
+    await pool.execute("UPDATE content SET status = 'approved' WHERE id = $1", cid)
+    with pytest.raises(Invalid, match="not uploaded"):
+        await sends.send(req(cid), store=store, platform=platform)
+    with pytest.raises(Invalid, match="at least 300"):
+        await sends.send(req(cid, price_cents=200), store=store, platform=platform)
+    with pytest.raises(Invalid, match="fan"):
+        await sends.send(req(cid, fan="not a fan!"), store=store, platform=platform)
+    other = await uploaded(pool, creator="mara")
+    with pytest.raises(Invalid, match="belongs to creator mara"):
+        await sends.send(req(other), store=store, platform=platform)
+    assert await pool.fetchval("SELECT count(*) FROM sends") == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_fanvue_send_carries_media_price_and_text(pool, fanvue, fanvue_platform):
+    [media] = fanvue.add_ready_media()
+    cid = await uploaded(pool, platform="fanvue", media=media)
+    result = await sends.send(req(cid, price_cents=1299, text="just for you"), store=PostgresSendStore(pool), platform=fanvue_platform)
+    [msg] = fanvue.sent_messages("fan-1")
+    assert msg["uuid"] == result.message_uuid and msg["mediaUuids"] == [media]
+    assert msg["pricing"] == {"USD": {"price": 1299}} and msg["text"] == "just for you"
+
+
+async def test_a_fanvue_refusal_releases_the_row_with_fanvues_message(pool, fanvue, fanvue_platform):
+    [media] = fanvue.add_ready_media()
+    cid = await uploaded(pool, platform="fanvue", media=media)
+    fanvue.uncontactable.add("fan-1")
+    with pytest.raises(Invalid, match="User cannot be contacted"):
+        await sends.send(req(cid), store=PostgresSendStore(pool), platform=fanvue_platform)
+    assert await pool.fetchval("SELECT status FROM sends WHERE content_id = $1", cid) == "failed"
+    fanvue.uncontactable.clear()
+    assert (await sends.send(req(cid), store=PostgresSendStore(pool), platform=fanvue_platform)).status == "sent"
+    assert fanvue.count("chats.send") == 2 and len(fanvue.sent_messages("fan-1")) == 1
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["media-listed", "media-not-listed"])
+async def test_timeout_after_commit_is_reconciled_as_sent_without_a_second_message(pool, fanvue, fanvue_platform, listed):
+    fanvue.list_media_uuids = listed  # without the list: found by media + price + text
+    media = fanvue.add_ready_media(2)
+    a = await uploaded(pool, platform="fanvue", media=media[0])
+    b = await uploaded(pool, platform="fanvue", media=media[1])
+    fanvue.hang_after_commit("chats.send", delay=3.0)
+    result = await sends.send(req(a, b, price_cents=999), store=PostgresSendStore(pool), platform=fanvue_platform)
+    [msg] = fanvue.sent_messages("fan-1")
+    assert result.status == "sent" and result.reconciled and result.message_uuid == msg["uuid"]
+    assert fanvue.count("chats.send") == 1 and fanvue.count("chats.messages") == 1
+    rows = await pool.fetch("SELECT status, message_uuid FROM sends ORDER BY content_id")
+    assert {(r["status"], r["message_uuid"]) for r in rows} == {("sent", msg["uuid"])}
+    assert {e.payload.content_id for e in await outbox_events(pool)} == {a, b}
+    with pytest.raises(Conflict):
+        await sends.send(req(a), store=PostgresSendStore(pool), platform=fanvue_platform)
+    assert fanvue.count("chats.send") == 1
+
+
+async def test_an_ambiguous_failure_that_did_not_deliver_is_released(pool, fanvue, fanvue_platform):
+    [media] = fanvue.add_ready_media()
+    cid = await uploaded(pool, platform="fanvue", media=media)
+    fanvue.inject("500", endpoint="chats.send")  # 5xx on a POST: Fanvue may or may not have stored it
+    with pytest.raises(Conflict, match="nothing was delivered"):
+        await sends.send(req(cid), store=PostgresSendStore(pool), platform=fanvue_platform)
+    assert await pool.fetchval("SELECT status FROM sends WHERE content_id = $1", cid) == "failed"
+    assert (await sends.send(req(cid), store=PostgresSendStore(pool), platform=fanvue_platform)).status == "sent"
+    assert len(fanvue.sent_messages("fan-1")) == 1
+
+
+async def test_an_unknown_send_left_behind_is_reconciled_before_the_next_send(pool, fanvue, fanvue_platform):
+    """A process died after Fanvue stored the message but before we recorded it."""
+    [media] = fanvue.add_ready_media()
+    cid = await uploaded(pool, platform="fanvue", media=media)
+    store = PostgresSendStore(pool)
+    # Reserve as the dead process did, then let the message reach Fanvue without our knowing.
+    fanvue.hang_after_commit("chats.send", delay=3.0)
+    fanvue.inject("error", n=4, endpoint="chats.messages", status=503, body={"message": "down"})  # past the retries
+    with pytest.raises(Conflict, match="could not be read"):
+        await sends.send(req(cid), store=store, platform=fanvue_platform)
+    assert await pool.fetchval("SELECT status FROM sends WHERE content_id = $1", cid) == "unknown"
+    # The retry reads the fan's messages first: the message is there, so it is a duplicate now.
+    with pytest.raises(Conflict, match="already has"):
+        await sends.send(req(cid), store=store, platform=fanvue_platform)
+    assert await pool.fetchval("SELECT status FROM sends WHERE content_id = $1", cid) == "sent"
+    assert fanvue.count("chats.send") == 1 and len(fanvue.sent_messages("fan-1")) == 1
+    assert len(await outbox_events(pool)) == 1
+
+
+async def test_suggest_ppv_and_simulated_purchase(pool, tmp_path):
+    from vaultline.adapters.db.sales import PostgresSendReads
+
+    platform, store = LocalPlatform(tmp_path / "m"), PostgresSendStore(pool)
+    had = await uploaded(pool, phash=PHASH, category="lingerie")
+    copy = await uploaded(pool, phash=near(PHASH, 2), category="lingerie")
+    fresh = await uploaded(pool, category="beach")
+    feed = await uploaded(pool, vault="feed")
+    sent = await sends.send(req(had, price_cents=999), store=store, platform=platform)
+    got = await sends.suggest_ppv(PostgresSendReads(pool), creator="elena", platform="local", fan_id="fan-1")
+    ids = [s.content_id for s in got]
+    assert fresh in ids and had not in ids and copy not in ids and feed not in ids
+
+    event = await sends.simulate_purchase(store, sent.message_uuid)
+    assert event.payload.gross_cents == 999 and event.payload.source == "local" and event.payload.content_id == had
+    again = await sends.simulate_purchase(store, sent.message_uuid)
+    assert again.event_id == event.event_id
+    assert len(await outbox_events(pool, "sale.recorded")) == 1
+    with pytest.raises(Exception, match="no sent message"):
+        await sends.simulate_purchase(store, "nope")
+
+
+async def test_two_processes_sending_the_same_content_make_one_platform_call(pool, fanvue, tmp_path, migrated_db):
+    """Two `vaultline send` processes at once, against real PostgreSQL and the test Fanvue."""
+    import asyncio
+    import os
+    import sys
+    import time
+
+    from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenSet, load_cipher
+
+    [media] = fanvue.add_ready_media()
+    cid = await uploaded(pool, platform="fanvue", media=media)
+    await PostgresTokenStore(pool, load_cipher(tmp_path)).save(
+        "elena", TokenSet.from_token_response(fanvue.issue_tokens(), now=time.time())
+    )
+    gate = fanvue.hold("chats.send")  # the first call waits inside Fanvue while the second process tries
+    env = {**os.environ, "VAULTLINE_DATABASE_URL": migrated_db, "VAULTLINE_FANVUE_BASE_URL": fanvue.base_url,
+           "VAULTLINE_DATA_DIR": str(tmp_path)}  # fmt: skip
+    cmd = [sys.executable, "-m", "vaultline", "send", str(cid), "--to", "fan-1", "--price", "999", "--creator", "elena", "--json"]
+    procs = [
+        await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        for _ in range(2)
+    ]
+    # The first to finish is the one refused while the other waits inside Fanvue.
+    waits = [asyncio.ensure_future(p.wait()) for p in procs]
+    done, _ = await asyncio.wait(waits, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    assert done, "neither process finished"
+    gate.release()
+    results = [await p.communicate() + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    assert codes == [0, 3], results
+    refused = next(r for r in results if r[2] == 3)
+    assert str(cid) in refused[1].decode() and "being sent" in refused[1].decode()
+    ok = json.loads(next(r for r in results if r[2] == 0)[0])
+    assert ok["status"] == "sent"
+    assert fanvue.count("chats.send") == 1 and len(fanvue.sent_messages("fan-1")) == 1
+    assert await pool.fetchval("SELECT count(*) FROM sends WHERE status <> 'failed'") == 1
+
+
+async def test_a_platform_call_past_the_send_deadline_is_reconciled(pool, fanvue, monkeypatch):
+    """The client would wait longer (rate-limit pauses, a slow Fanvue): the send gives up at its
+    own deadline, well before another sender would treat the reservation as stale."""
+    from datetime import timedelta
+
+    from vaultline.domain import sends as rules
+
+    monkeypatch.setattr(rules, "SEND_DEADLINE", timedelta(seconds=0.5))
+    client = FanvueClient(StaticTokenProvider(fanvue.issue_tokens()["access_token"]), base_url=fanvue.base_url, timeout=30)
+    try:
+        [media] = fanvue.add_ready_media()
+        cid = await uploaded(pool, platform="fanvue", media=media)
+        fanvue.hang_after_commit("chats.send", delay=2.0)
+        result = await sends.send(req(cid), store=PostgresSendStore(pool), platform=FanvuePlatform(client))
+        assert result.status == "sent" and result.reconciled
+        assert result.message_uuid == fanvue.sent_messages("fan-1")[0]["uuid"] and fanvue.count("chats.send") == 1
+    finally:
+        await client.aclose()
