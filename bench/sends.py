@@ -146,11 +146,13 @@ async def bench(url: str, args: argparse.Namespace) -> dict:
                 t0 = time.perf_counter()
                 async with pool.acquire() as conn:
                     t1 = time.perf_counter()
-                    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({fan_lock_key(CREATOR, PLATFORM, fan)})")
+                    await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
+                                       f"SELECT pg_advisory_xact_lock({fan_lock_key(CREATOR, PLATFORM, fan)})")
                     t2 = time.perf_counter()
-                    row = await conn.fetchrow(GUARD_SQL, [cid], CREATOR, PLATFORM, fan)
+                    rows = await conn.fetch(GUARD_SQL, [cid], CREATOR, PLATFORM, fan)
                     t3 = time.perf_counter()
-                    rules.guard([rules.Candidate(cid, row["contents"][0][5])], [prior(t) for t in row["history"]])
+                    [phash] = [r["phash"] for r in rows if r["kind"] == "c"]
+                    rules.guard([rules.Candidate(cid, phash)], [prior(tuple(r)[1:11]) for r in rows if r["kind"] == "h"])
                     t4 = time.perf_counter()
                     await conn.execute("ROLLBACK")
                     t5 = time.perf_counter()

@@ -93,7 +93,7 @@ def send_command(
             creator=slug, fan_id=to, content_ids=sends.parse_content_ids(content_ids), price_cents=price,
             text=text, force=force, reason=reason, sent_by=_who(),
         )  # fmt: skip
-        resolver = PlatformResolver(pool, s.data_dir)
+        resolver = PlatformResolver(pool, s.data_dir, s.fanvue)
         try:
             return await sends.send(req, store=PostgresSendStore(pool), platform=await resolver(slug))
         finally:
@@ -127,7 +127,7 @@ def suggest_command(
     slug = _creator(s, creator)
 
     async def work(pool: Any) -> Any:
-        platform = "fanvue" if await PlatformResolver(pool, s.data_dir).has_fanvue(slug) else "local"
+        platform = "fanvue" if await PlatformResolver(pool, s.data_dir, s.fanvue).has_fanvue(slug) else "local"
         return await sends.suggest_ppv(
             PostgresSendReads(pool), creator=slug, platform=platform, fan_id=fan,
             tiers=s.creator(slug).price_tiers(), limit=limit,

@@ -127,7 +127,13 @@ class PostgresSendStore:
         """One transaction holding the fan's advisory lock (server-wide: two processes sending to
         one fan take turns through check + reserve). Committed on a clean exit."""
         async with self._pool.acquire() as conn:
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({fan_lock_key(creator, platform, fan_id)})")
+            # One round trip: the transaction, the fan's lock, and generic plans for the guard's
+            # prepared reads (their index plans do not depend on the values; re-planning each
+            # call costs more than the query itself).
+            await conn.execute(
+                "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
+                f"SELECT pg_advisory_xact_lock({fan_lock_key(creator, platform, fan_id)})"
+            )
             try:
                 yield PostgresFanTx(conn, creator, platform, fan_id)
             except BaseException:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import fans, ingest, ops, pages, review, stats, webhooks
+from vaultline.entrypoints.routes import fans, inbox, ingest, ops, pages, review, stats, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
@@ -14,5 +14,6 @@ ROUTERS: list[APIRouter] = [
     ops.router,
     webhooks.router,
     fans.router,
+    inbox.router,
     stats.router,
 ]
