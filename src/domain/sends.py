@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE, phash_distance
+from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE, hash_bits, phash_distance
 
 # Fanvue's PPV minimum per the research notes (third-party sources: 300, some say 200). A
 # price of 0/None is a free message.
@@ -86,25 +86,40 @@ class Violation:
         )
 
 
+class History:
+    """What a fan already has, indexed once: content ids for the exact check, parsed hashes for
+    the near-copy check. Checking many candidates (suggest-ppv ranks every offerable item)
+    costs one integer XOR per prior send and candidate, not a re-parse of every hash."""
+
+    def __init__(self, history: Iterable[PriorSend], threshold: int = NEAR_DUPLICATE_DISTANCE) -> None:
+        self.sends = list(history)
+        self.threshold = threshold
+        self._by_content = {h.content_id: h for h in self.sends}
+        self._hashes = [(h, n) for h in self.sends if (n := hash_bits(h.phash)) is not None]
+
+    def violation(self, c: Candidate) -> Violation | None:
+        """The candidate's exact earlier send, else its nearest earlier near-copy, else None."""
+        if c.content_id in self._by_content:
+            return Violation(c.content_id, self._by_content[c.content_id], 0)
+        n = hash_bits(c.phash)
+        if n is None or c.phash is None:
+            return None
+        best: Violation | None = None
+        for h, m in self._hashes:
+            if len(h.phash or "") != len(c.phash):
+                continue
+            d = (n ^ m).bit_count()
+            if d <= self.threshold and (best is None or d < best.distance):
+                best = Violation(c.content_id, h, d)
+        return best
+
+
 def guard(
-    candidates: Sequence[Candidate], history: Iterable[PriorSend], threshold: int = NEAR_DUPLICATE_DISTANCE
+    candidates: Sequence[Candidate], history: Iterable[PriorSend] | History, threshold: int = NEAR_DUPLICATE_DISTANCE
 ) -> list[Violation]:
     """One violation per candidate the fan already has (exact first, else the nearest copy)."""
-    history = list(history)
-    by_content = {h.content_id: h for h in history}
-    out: list[Violation] = []
-    for c in candidates:
-        if c.content_id in by_content:
-            out.append(Violation(c.content_id, by_content[c.content_id], 0))
-            continue
-        best: Violation | None = None
-        for h in history:
-            d = phash_distance(c.phash, h.phash)
-            if d is not None and d <= threshold and (best is None or d < best.distance):
-                best = Violation(c.content_id, h, d)
-        if best is not None:
-            out.append(best)
-    return out
+    index = history if isinstance(history, History) else History(history, threshold)
+    return [v for c in candidates if (v := index.violation(c)) is not None]
 
 
 def copies_within(candidates: Sequence[Candidate], threshold: int = NEAR_DUPLICATE_DISTANCE) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
@@ -214,9 +229,10 @@ def suggest(
     categories = Counter(b.category for b in bought if b.category)
     tag_counts = Counter(t for b in bought for t in set(b.tags))
     price = price_for(spend_cents, tiers)
+    has = History(history)
     out: list[Suggestion] = []
     for o in offerable:
-        if guard([Candidate(o.content_id, o.phash)], history):
+        if has.violation(Candidate(o.content_id, o.phash)) is not None:
             continue
         reasons: list[str] = []
         score = 0.0

@@ -9,11 +9,19 @@ from __future__ import annotations
 NEAR_DUPLICATE_DISTANCE = 6
 
 
+def hash_bits(phash: str | None) -> int | None:
+    """A hex pHash as an integer; None when missing or malformed (it then matches nothing)."""
+    if not phash:
+        return None
+    try:
+        return int(phash, 16)
+    except ValueError:
+        return None
+
+
 def phash_distance(a: str | None, b: str | None) -> int | None:
     """Bits that differ between two 16-hex-digit pHashes; None when either is missing/malformed."""
     if not a or not b or len(a) != len(b):
         return None
-    try:
-        return (int(a, 16) ^ int(b, 16)).bit_count()
-    except ValueError:
-        return None
+    x, y = hash_bits(a), hash_bits(b)
+    return None if x is None or y is None else (x ^ y).bit_count()
