@@ -8,7 +8,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.browser import ARTIFACTS, chromium, needs_chromium, submit_token
@@ -44,9 +43,8 @@ async def test_review_page_in_chromium(tmp_path):
     async with running_stack(tmp_path) as stack:
         data_dir, env, token = stack.data_dir, stack.env, stack.token
         base = stack.rt["admin_url"]
-        auth = {"Authorization": f"Bearer {token}"}
 
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
+        async with stack.admin(timeout=60) as http:
             # ---------------------------------------------------------------- three faces in
             uploads = [
                 ("astronaut.png", face_png([Placement("astronaut")], text=prompt_chunks(1, "photo of elena, beach")),

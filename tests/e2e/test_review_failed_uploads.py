@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import httpx
 
 from tests.e2e import test_review_browser as browser_test
 from tests.browser import ARTIFACTS, chromium, sign_in
@@ -28,9 +27,8 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
     async with running_stack(tmp_path) as stack:
         data_dir, env, token = stack.data_dir, stack.env, stack.token
         base = stack.rt["admin_url"]
-        auth = {"Authorization": f"Bearer {token}"}
 
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
+        async with stack.admin(timeout=60) as http:
             # ---------------------------------------------------------------- two faces in review
             ids = []
             for name, png, mode in (
