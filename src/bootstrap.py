@@ -16,6 +16,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from vaultline.adapters import metrics
 from vaultline.adapters.bus.broker import (
     MSG_ID,
     Delivery,
@@ -110,6 +111,19 @@ def _upload(p: Ports) -> RawHandler:
             heartbeat=d.in_progress,
             heartbeat_every=spec.heartbeat_every_s,
         )
+
+    return event_handler(run)
+
+
+def _analytics(p: Ports) -> RawHandler:
+    from vaultline.adapters.db.analytics import PostgresAnalyticsStore
+    from vaultline.handlers import analytics
+
+    store = PostgresAnalyticsStore(p.pool)
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        if await analytics.handle(event, store=store, stream_seq=d.stream_seq):
+            metrics.observe_event(event)  # business counters, once per event
 
     return event_handler(run)
 
@@ -235,6 +249,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "crop": _crop,
     "library": _library,
     "upload": _upload,
+    "analytics": _analytics,
     "sales": _sales,
     "chat": _chat,
     "dlq": _dlq,

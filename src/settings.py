@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     # comfy_output_dirs). Anything outside is refused.
     ingest_roots: list[Path] = Field(default_factory=list)
 
+    # /metrics (Prometheus): on the admin app, and on each `vaultline worker` at
+    # metrics_host:metrics_port (a taken port falls back to a free one; 0 always picks one).
+    # Needs the admin token as a bearer header unless metrics_public (private network scrape).
+    metrics_public: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+
     # A file in a watched ComfyUI folder that is still not a complete image this many seconds
     # after its last change moves to <creator>/rejected/ with a .reason.txt (a "problem").
     watch_reject_after_s: float = 30.0

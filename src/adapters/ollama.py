@@ -9,6 +9,7 @@ TransientError: the bus redelivers later)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import structlog
 from ollama import AsyncClient, ResponseError
 from pydantic import ValidationError
 
+from vaultline.adapters import metrics
 from vaultline.adapters.retry_policies import OLLAMA, RetryPolicy
 from vaultline.domain.chat import (
     ModelAnswer,
@@ -97,10 +99,14 @@ class OllamaDrafter:
         try:
             async for attempt in self.policy.retrying(retry_if=_is_transient):
                 with attempt:
+                    start = time.perf_counter()
                     try:
-                        return await asyncio.wait_for(self._once(model, messages), self.timeout)
+                        answer = await asyncio.wait_for(self._once(model, messages), self.timeout)
                     except Exception as e:
+                        metrics.observe_ollama(time.perf_counter() - start, model=model, ok=False)
                         raise _classify(e, model) from e
+                    metrics.observe_ollama(time.perf_counter() - start, model=model, ok=True)
+                    return answer
         except _Transient as e:
             raise ModelUnavailable(str(e)) from e
         raise AssertionError("unreachable")  # pragma: no cover

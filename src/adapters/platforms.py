@@ -30,7 +30,7 @@ from vaultline.domain.retry import TransientError
 from vaultline.events import NAMESPACE
 from vaultline.handlers.sends import PlatformMessage, SendOutcomeUnknown, SendRefused
 from vaultline.handlers.upload import PlatformRejected
-from vaultline.settings import FanvueConfig
+from vaultline.settings import FanvueConfig, Settings
 
 log = structlog.get_logger("vaultline.platforms")
 
@@ -229,7 +229,7 @@ class PlatformResolver:
     def __init__(self, pool: Any, data_dir: Any, fanvue: FanvueConfig | None = None) -> None:
         self._pool = pool
         self._data_dir = data_dir
-        self._fanvue = fanvue or FanvueConfig()
+        self._fanvue = fanvue  # None: the VAULTLINE_FANVUE_* environment, read when a client is built
         self._cache: dict[str, Any] = {}
         self._locals: dict[str, LocalPlatform] = {}
         self._building = asyncio.Lock()
@@ -260,6 +260,8 @@ class PlatformResolver:
     async def _build(self, creator: str) -> Any:
         from vaultline.adapters.fanvue.connect import fanvue_client, token_store
 
+        if self._fanvue is None:
+            self._fanvue = Settings().fanvue
         client = fanvue_client(creator, self._fanvue, token_store(self._pool, self._data_dir),
                                rate_limiter=fanvue_budget(self._pool, creator))
         return FanvuePlatform(client)

@@ -71,12 +71,20 @@ def run(
 def worker(
     name: str = typer.Argument(..., help="Handler to run: tracker, crop, dlq, ... or `relay` for the outbox relay."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Messages processed at once."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, help="Port of this worker's /metrics (env VAULTLINE_METRICS_PORT, 9464)."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Run one handler against external NATS/PostgreSQL (scale out: start more on the same name)."""
     from vaultline.bootstrap import HANDLERS, Runtime
+    from vaultline.entrypoints.admin import load_or_create_token
+    from vaultline.entrypoints.metrics_http import metrics_server, runtime_refresh
+    from vaultline.entrypoints.stack import _port_free
 
     s = connected(data_dir, need_db=True)
+    if metrics_port is not None:
+        s = s.model_copy(update={"metrics_port": metrics_port})
     _logging(s, False)
     if name != "relay" and name not in HANDLERS:
         err.print(f"[red]unknown worker {name!r}[/red]; known: relay, {', '.join(sorted(HANDLERS))}")
@@ -87,12 +95,22 @@ def worker(
 
         rt = Runtime(s, [] if name == "relay" else [name], concurrency=concurrency, relay=name == "relay")
         await rt.start()
+        port = s.metrics_port if s.metrics_port == 0 or _port_free(s.metrics_host, s.metrics_port) else 0
+        token = None if s.metrics_public else load_or_create_token(s.data_dir, s.admin_token)
+        server = metrics_server(host=s.metrics_host, port=port, token=token, public=s.metrics_public,
+                               refresh=runtime_refresh(rt))  # fmt: skip
+        serving = rt.add_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():
+            serving.result()  # the bind error
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        err.print(f"worker {name} running (concurrency {concurrency}); Ctrl-C to stop")
+        err.print(f"worker {name} running (concurrency {concurrency}); metrics on {server.url}/metrics; Ctrl-C to stop")
         await stop.wait()
+        await server.stop()
         await rt.stop()
 
     asyncio.run(main())
@@ -104,6 +122,7 @@ def admin(data_dir: Path = DataDir, insecure_bind: bool = InsecureBind) -> None:
     NATS/PostgreSQL, on VAULTLINE_ADMIN_HOST:VAULTLINE_ADMIN_PORT (default 127.0.0.1:8765)."""
     from vaultline.bootstrap import Runtime
     from vaultline.entrypoints.admin import AdminContext, AdminServer, InsecureConfiguration, Services, admin_security, create_app
+    from vaultline.entrypoints.metrics_http import with_metrics
 
     s = connected(data_dir, need_db=True)
     if insecure_bind:
@@ -125,7 +144,8 @@ def admin(data_dir: Path = DataDir, insecure_bind: bool = InsecureBind) -> None:
                 trusted_hosts=security.trusted_hosts,
                 services=Services.from_runtime(rt),
             )
-            server = AdminServer(create_app(ctx), host=s.admin_host, port=s.admin_port, tls=security.tls)
+            app = with_metrics(create_app(ctx), s, security.token, rt)
+            server = AdminServer(app, host=s.admin_host, port=s.admin_port, tls=security.tls)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
@@ -373,6 +393,7 @@ def _register_subcommands() -> None:
     from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
     from vaultline.entrypoints.review_cli import review_app, status_command
+    from vaultline.entrypoints.stats_cli import report_command, stats_command
 
     app.command("crop")(crop_command)
     app.add_typer(fanvue_app, name="fanvue")
@@ -384,6 +405,8 @@ def _register_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(inbox_app, name="inbox")
     app.add_typer(chat_app, name="chat")
+    app.command("stats")(stats_command)
+    app.command("report")(report_command)
 
 
 _register_subcommands()

@@ -21,6 +21,7 @@ from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 from vaultline.bootstrap import HANDLERS, Runtime, background_tasks
 from vaultline.entrypoints.admin import AdminContext, AdminSecurity, AdminServer, Services, admin_security, create_app, is_loopback
 from vaultline.entrypoints.datadir import DataDirLock, ensure_data_dir, write_runtime_json
+from vaultline.entrypoints.metrics_http import with_metrics
 from vaultline.settings import Settings
 
 log = structlog.get_logger("vaultline.stack")
@@ -89,7 +90,8 @@ class Stack:
         port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
         if port != s.admin_port:
             log.warning("admin port taken; using a free one", wanted=s.admin_port)
-        self.admin = AdminServer(create_app(ctx), host=s.admin_host, port=port, tls=security.tls)
+        app = with_metrics(create_app(ctx), s, security.token, self.runtime)
+        self.admin = AdminServer(app, host=s.admin_host, port=port, tls=security.tls)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():

@@ -214,3 +214,25 @@ async def test_real_ollama_drafts_valid_json():
         await drafter.close()
     assert 1 <= len(answer.drafts) <= 3
     assert answer.offer is None or isinstance(answer.offer.content_id, uuid.UUID)
+
+
+async def test_calls_are_measured_for_prometheus(ollama_server):
+    """vaultline_ollama_seconds{model,outcome} and vaultline_ollama_up move with each call."""
+    from vaultline.adapters.metrics import OLLAMA_SECONDS, OLLAMA_UP
+
+    def count(outcome: str) -> float:
+        return OLLAMA_SECONDS.labels(MODEL, outcome)._sum.get(), sum(
+            b.get() for b in OLLAMA_SECONDS.labels(MODEL, outcome)._buckets)  # fmt: skip
+
+    drafter = OllamaDrafter(ollama_server.host, timeout=5.0, policy=FAST)
+    try:
+        ok_before, err_before = count("ok")[1], count("error")[1]
+        ollama_server.script(GOOD)
+        await drafter.draft(MODEL, MESSAGES)
+        assert count("ok")[1] == ok_before + 1 and OLLAMA_UP._value.get() == 1
+        ollama_server.script(Fault("503"), Fault("503"), Fault("503"))
+        with pytest.raises(Exception):
+            await drafter.draft(MODEL, MESSAGES)
+        assert count("error")[1] >= err_before + 1 and OLLAMA_UP._value.get() == 0
+    finally:
+        await drafter.close()

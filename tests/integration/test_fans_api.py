@@ -68,10 +68,14 @@ async def test_send_over_http_refuses_the_second_time_and_the_fan_page_shows_it(
         sent = r.json()
         assert sent["status"] == "sent" and sent["message_uuid"] and sent["event_ids"]
 
+        from vaultline.adapters.metrics import SENDS
+
+        refused_before = SENDS.labels("refused")._value.get()
         again = await http.post("/api/sends", headers=AUTH, json={"fan_id": "fan-1", "content_ids": [str(a)]})
         assert again.status_code == 409 and str(a) in again.json()["error"] and "already has" in again.json()["error"]
         nearly = await http.post("/api/sends", headers=AUTH, json={"fan_id": "fan-1", "content_ids": [str(copy)]})
         assert nearly.status_code == 409 and "near-copy" in nearly.json()["error"]
+        assert SENDS.labels("refused")._value.get() - refused_before == 2  # vaultline_sends_total{result="refused"}
         bad = await http.post("/api/sends", headers=AUTH, json={"fan_id": "fan-1", "content_ids": [str(other)], "price_cents": 100})
         assert bad.status_code == 400 and "300" in bad.json()["error"]
         assert (await http.post("/api/sends", headers=AUTH, json={"fan_id": "x y", "content_ids": [str(a)]})).status_code == 400

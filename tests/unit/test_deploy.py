@@ -18,7 +18,7 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-WORKERS = ("tracker", "crop", "upload", "sales", "chat", "dlq", "relay")
+WORKERS = ("tracker", "crop", "upload", "sales", "chat", "analytics", "dlq", "relay")
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 NATS_CONF_IN_CONTAINER = "/etc/nats/nats-server.conf"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.I)
@@ -514,3 +514,89 @@ def test_grafana_dashboard_is_valid_and_shows_jetstream() -> None:
         assert panel["datasource"]["uid"] in ds_uids, panel["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+
+
+# --------------------------------------------------------------------------- vaultline's own metrics
+
+# PromQL words that are not metric names.
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group",
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
+    "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "histogram_quantile", "abs", "absent",
+    "absent_over_time", "changes", "resets", "clamp_min", "clamp_max", "label_replace", "label_join", "vector",
+    "scalar", "time", "sort", "sort_desc", "round", "ceil", "floor", "avg_over_time", "max_over_time",
+    "min_over_time", "sum_over_time", "count_over_time", "last_over_time", "inf", "nan",
+}  # fmt: skip
+# Metrics that come from elsewhere: Prometheus itself and the NATS exporter.
+EXTERNAL = re.compile(r"^(up|jetstream_\w+|gnatsd_\w+)$")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (label matchers, grouping labels, durations and
+    strings removed first)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text))
+    return {n for n in names if n.lower() not in PROMQL_WORDS and not re.fullmatch(r"\d+\w*|e\d*", n)}
+
+
+def _rules() -> list[dict[str, Any]]:
+    data = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    return [r for g in data["groups"] for r in g["rules"]]
+
+
+def test_metric_name_extraction() -> None:
+    assert metric_names('histogram_quantile(0.95, sum by (handler, le) (rate(vaultline_handler_seconds_bucket[5m])))') == {
+        "vaultline_handler_seconds_bucket"
+    }
+    assert metric_names('max by (c) (x_total{a="b"}) > 100 and deriv(y[15m]) > 0') == {"x_total", "y"}
+
+
+def test_dashboard_and_alert_rules_name_only_metrics_the_app_exports() -> None:
+    from vaultline.adapters.metrics import EXPORTED
+
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "vaultline.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [r["expr"] for r in _rules()]
+    named = set().union(*(metric_names(e) for e in exprs))
+    ours = {n for n in named if not EXTERNAL.match(n)}
+    assert ours, "the dashboard and rules should show vaultline's own metrics"
+    unknown = ours - EXPORTED
+    assert not unknown, f"named in deploy/ but not exported by src/adapters/metrics.py: {sorted(unknown)}"
+
+
+def test_dashboard_shows_stages_lag_errors_dead_letters_and_revenue() -> None:
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "vaultline.json").read_text())
+    joined = "\n".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    for metric in ("vaultline_content", "vaultline_consumer_pending", "vaultline_events_failed_total",
+                   "vaultline_dead_letters", "vaultline_sales_cents_total"):  # fmt: skip
+        assert metric in joined, f"dashboard has no panel on {metric}"
+    ys = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dash["panels"]]
+    assert len(ys) == len(set(ys)), "two panels at the same place"
+
+
+def test_alert_rules_cover_lag_dead_letters_uploads_and_ollama() -> None:
+    rules = {r["alert"]: r for r in _rules()}
+    for alert, metric in (("VaultlineConsumerLagGrowing", "vaultline_consumer_pending"),
+                          ("VaultlineDeadLettersAppearing", "vaultline_dead_letters"),
+                          ("VaultlineUploadFailures", "vaultline_uploads_total"),
+                          ("VaultlineOllamaDown", "vaultline_ollama_up")):  # fmt: skip
+        assert metric in metric_names(rules[alert]["expr"]), alert
+    for r in rules.values():
+        assert r["annotations"]["summary"] and r.get("labels", {}).get("severity")
+
+
+def test_prometheus_scrapes_the_admin_app_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for s in job.get("static_configs", []) for t in s["targets"]}
+    port = _env(services["admin"]).get("VAULTLINE_ADMIN_PORT")
+    assert f"admin:{port}" in targets
+    for worker in WORKERS:
+        metrics_port = _env(services[worker]).get("VAULTLINE_METRICS_PORT")
+        assert metrics_port and f"{worker}:{metrics_port}" in targets, worker
+        assert _env(services[worker]).get("VAULTLINE_METRICS_HOST") == "0.0.0.0", worker
+    mounted = {t: s for s, t in _mounts(services["prometheus"])}
+    for rule_file in config["rule_files"]:
+        assert rule_file in mounted and (DEPLOY / mounted[rule_file]).is_file(), rule_file

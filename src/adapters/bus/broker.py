@@ -11,6 +11,7 @@ After max_deliver transient failures the server emits MAX_DELIVERIES -> dead_let
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from faststream.exceptions import HandlerException, NackMessage, RejectMessage
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import PubAck
 
+from vaultline.adapters import metrics
 from vaultline.adapters.bus.topology import EVENTS_STREAM, ConsumerSpec
 from vaultline.domain.retry import TransientError, backoff_delay, is_permanent
 from vaultline.events import Envelope, parse_event
@@ -79,7 +81,7 @@ def make_broker(
         max_reconnect_attempts=-1,  # a worker waits out a node restart rather than dying
         # Backstop only: the retry middleware decides ack/nak/term explicitly.
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        middlewares=[LogContextMiddleware, retry_middleware(base=retry_base, cap=retry_cap, on_failure=on_failure)],
+        middlewares=[LogContextMiddleware, MetricsMiddleware, retry_middleware(base=retry_base, cap=retry_cap, on_failure=on_failure)],
         logger=structlog.get_logger("faststream"),
         # The level FastStream logs each Received/Processed line at (not a threshold):
         # DEBUG keeps them out of an INFO log.
@@ -101,6 +103,32 @@ class LogContextMiddleware(BaseMiddleware):
             handler=getattr(meta, "consumer", None),
         ):
             return await call_next(msg)
+
+
+class MetricsMiddleware(BaseMiddleware):
+    """Per handler (durable consumer): messages handled and failed, and the time each took.
+    Sits outside the retry middleware, so it sees the nak (transient) or term (permanent)."""
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        meta = getattr(msg.raw_message, "metadata", None)
+        handler = getattr(meta, "consumer", None) or "unknown"
+        start = time.perf_counter()
+        failed: str | None = None
+        try:
+            return await call_next(msg)
+        except RejectMessage:
+            failed = "permanent"
+            raise
+        except NackMessage:
+            failed = "transient"
+            raise
+        except HandlerException:  # an explicit ack or skip: handled
+            raise
+        except Exception:  # anything the retry middleware let through: nacked by the ack policy
+            failed = "transient"
+            raise
+        finally:
+            metrics.observe_handled(handler, time.perf_counter() - start, failed=failed)
 
 
 def retry_middleware(*, base: float, cap: float, on_failure: FailureRecorder | None) -> type[BaseMiddleware]:

@@ -95,6 +95,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "waits on the platform: 429 pauses, parts, polling for ready)",
         ),
         ConsumerSpec(
+            "analytics",
+            ("image.>", "media.>", "message.>", "reply.>", "sale.>", "fan.>"),
+            description="daily aggregates per creator: funnel, offers, sales, conversion, replies, top content/fans",
+        ),
+        ConsumerSpec(
             "sales",
             ("sale.recorded.>", "media.sent.>", "message.received.>", "fan.>"),
             description="sales, sends and fans projections: matches purchases to sends, counts each sale once",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import fans, inbox, ingest, ops, pages, review, webhooks
+from vaultline.entrypoints.routes import fans, inbox, ingest, ops, pages, review, stats, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
@@ -15,4 +15,5 @@ ROUTERS: list[APIRouter] = [
     webhooks.router,
     fans.router,
     inbox.router,
+    stats.router,
 ]

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from vaultline.adapters import metrics
 from vaultline.adapters.db import sales as q
 from vaultline.adapters.db.sends import PostgresSendStore
-from vaultline.domain.errors import Invalid, NotFound
+from vaultline.domain.errors import Conflict, Invalid, NotFound
 from vaultline.entrypoints.admin import Services, services
 from vaultline.entrypoints.pages import page
 from vaultline.events import FanId
@@ -214,7 +215,13 @@ async def send(body: SendIn, svc: Services = Depends(services)) -> SendOut:
         creator=slug, fan_id=body.fan_id, content_ids=tuple(body.content_ids), price_cents=body.price_cents,
         text=body.text, force=body.force, reason=body.reason, sent_by=SENT_BY,
     )  # fmt: skip
-    result = await sends.send(req, store=PostgresSendStore(svc.pool), platform=await svc.platforms(slug))
+    try:
+        result = await sends.send(req, store=PostgresSendStore(svc.pool), platform=await svc.platforms(slug))
+    except Conflict:
+        metrics.observe_send("refused")  # the duplicate guard said no
+        raise
+    if result.status != "sent":  # sent ones are counted from media.sent by the analytics consumer
+        metrics.observe_send(result.status)
     return SendOut(**result.__dict__)
 
 
