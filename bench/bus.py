@@ -14,7 +14,6 @@ ack for raw).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nats  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig  # noqa: E402
 
+from bench._common import bench_args  # noqa: E402
 from vaultline.adapters.bus.topology import ConsumerSpec  # noqa: E402
 from vaultline.adapters.db import migrate  # noqa: E402
 from vaultline.adapters.embedded.nats import EmbeddedNats  # noqa: E402
@@ -148,17 +148,16 @@ async def bench_raw(nats_url: str, events, window: int, batch: int, tag: str) ->
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=10_000)
-    ap.add_argument("--window", type=int, default=64, help="publishes in flight at once")
-    ap.add_argument("--batch", type=int, default=64, help="pull batch size (both paths)")
-    ap.add_argument("--concurrency", type=int, default=16, help="vaultline handler concurrency (max_workers)")
-    ap.add_argument("--latency-events", type=int, default=500, help="events for the one-at-a-time pass")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    from vaultline.entrypoints.logs import configure_logging
-
-    configure_logging("WARNING")  # stderr; keeps stdout for the table
+    args = bench_args(
+        __doc__,
+        {
+            "--events": dict(type=int, default=10_000),
+            "--window": dict(type=int, default=64, help="publishes in flight at once"),
+            "--batch": dict(type=int, default=64, help="pull batch size (both paths)"),
+            "--concurrency": dict(type=int, default=16, help="vaultline handler concurrency (max_workers)"),
+            "--latency-events": dict(type=int, default=500, help="events for the one-at-a-time pass"),
+        },
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         ns, pg = EmbeddedNats(Path(tmp) / "nats"), EmbeddedPostgres(Path(tmp) / "pg")

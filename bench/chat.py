@@ -16,7 +16,6 @@ Target: p99 <= 20 ms.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import bench_args  # noqa: E402
 from vaultline.adapters.db import create_pool, migrate  # noqa: E402
 from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles, SalesOfferSource  # noqa: E402
 from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
@@ -108,16 +108,15 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--conversations", type=int, default=1000)
-    ap.add_argument("--history", type=int, default=50, help="messages per conversation before the run")
-    ap.add_argument("--content", type=int, default=500, help="uploaded PPV items")
-    ap.add_argument("--messages", type=int, default=2000, help="new fan messages handled (timed)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    from vaultline.entrypoints.logs import configure_logging
-
-    configure_logging("WARNING")
+    args = bench_args(
+        __doc__,
+        {
+            "--conversations": dict(type=int, default=1000),
+            "--history": dict(type=int, default=50, help="messages per conversation before the run"),
+            "--content": dict(type=int, default=500, help="uploaded PPV items"),
+            "--messages": dict(type=int, default=2000, help="new fan messages handled (timed)"),
+        },
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg", durable=False)
         db_url = pg.start()

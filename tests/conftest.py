@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.databases import create_database, drop_database
+from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.embedded.nats import EmbeddedNats
 from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
@@ -95,6 +96,21 @@ async def database_url(pg_url) -> str:
     url = await create_database(pg_url, name)
     yield url
     await drop_database(pg_url, name)
+
+
+@pytest.fixture
+async def migrated_db(database_url):
+    """A new database with every migration applied; its URL."""
+    await migrate(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def pool(migrated_db):
+    """A connection pool on `migrated_db`."""
+    p = await create_pool(migrated_db)
+    yield p
+    await p.close()
 
 
 @pytest.fixture

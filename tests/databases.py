@@ -7,20 +7,21 @@ import asyncpg
 from vaultline.adapters.embedded.postgres import with_database
 
 
-async def create_database(server_url: str, name: str) -> str:
-    """CREATE DATABASE `name` on the server of `server_url`; returns its URL."""
+async def _on_postgres_db(server_url: str, sql: str) -> None:
+    """Run `sql` connected to the server's `postgres` database (CREATE/DROP DATABASE need one)."""
     conn = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """CREATE DATABASE `name` on the server of `server_url`; returns its URL."""
+    await _on_postgres_db(server_url, f'CREATE DATABASE "{name}"')
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str) -> None:
     """DROP DATABASE `name`, disconnecting whoever still uses it."""
-    conn = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _on_postgres_db(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -32,7 +32,6 @@ import hmac
 import json
 import random
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -43,11 +42,12 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.http_server import ThreadedServer
 
 API_VERSION = "2025-06-26"
 MiB = 1024 * 1024
@@ -96,7 +96,10 @@ class _Upload:
     completed: bool = False
 
 
-class FanvueTestServer:
+class FanvueTestServer(ThreadedServer):
+    name = "Fanvue"
+    uvicorn_options = {"timeout_graceful_shutdown": 2, "timeout_keep_alive": 30}
+
     def __init__(self, *, path_prefix: str = "", client_id: str = "test-client",
                  client_secret: str = "test-secret", part_url_shape: str = "text",
                  min_part_size: int = 5 * MiB, access_token_ttl: int = 3600,
@@ -124,8 +127,6 @@ class FanvueTestServer:
         self._random_endpoints: set[str] | None = None
         self._random_params: dict[str, Any] = {}
         self._gates: dict[str, Gate] = {}
-        self._closing: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
         self.counts: Counter[str] = Counter()
         self.requests: list[RecordedRequest] = []
@@ -175,15 +176,9 @@ class FanvueTestServer:
             Route(f"{p}/chats", self._list_chats, methods=["GET"], name="chats.list"),
             Route(f"{p}/insights/earnings", self._earnings, methods=["GET"], name="insights.earnings"),
         ])
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__()
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def authorize_url(self) -> str:
@@ -193,39 +188,10 @@ class FanvueTestServer:
     def token_url(self) -> str:
         return f"{self.base_url}/oauth2/token"
 
-    def start(self) -> "FanvueTestServer":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2, timeout_keep_alive=30)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"fanvue-test-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test Fanvue server did not start")
-            time.sleep(0.005)
-        return self
-
     def stop(self) -> None:
         for g in self._gates.values():
             g.release()
-        if self._loop is not None and self._closing is not None:
-            self._loop.call_soon_threadsafe(self._closing.set)  # cut pending "slow" faults short
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(15)
-
-    def __enter__(self) -> "FanvueTestServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     @staticmethod
     async def _disconnected(request: Request, exc: Exception) -> Response:
@@ -299,9 +265,7 @@ class FanvueTestServer:
     # ------------------------------------------------------------------ plumbing
 
     def _record(self, request: Request, route: str) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._closing = asyncio.Event()
+        self._on_server_loop()
         with self._lock:
             self.counts[route] += 1
             self.requests.append(RecordedRequest(request.method, request.url.path, route,
@@ -318,12 +282,8 @@ class FanvueTestServer:
             with self._lock:
                 self.faults_served[fault.kind] += 1
             if fault.kind == "slow":
-                assert self._closing is not None
                 await request.body()  # read (and cache) it now: the client will have hung up later
-                try:
-                    await asyncio.wait_for(self._closing.wait(), fault.delay)
-                except TimeoutError:
-                    pass
+                await self._pause(fault.delay)
             elif fault.kind == "429":
                 headers = {}
                 if fault.retry_after is not None:
@@ -698,11 +658,7 @@ class FanvueTestServer:
             delays = self._hang_after_commit.get(route)
             delay = delays.pop(0) if delays else None
         if delay is not None:
-            assert self._closing is not None
-            try:
-                await asyncio.wait_for(self._closing.wait(), delay)
-            except TimeoutError:
-                pass
+            await self._pause(delay)
 
     def purchase(self, message_uuid: str) -> dict[str, Any]:
         """The fan buys a PPV message: purchasedAt is set. Returns the message."""

@@ -21,22 +21,20 @@ Observation: `chats` (each /api/chat request body), `counts[path]`.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.http_server import ThreadedServer
 
 VERSION = "0.12.0-test"
 
@@ -48,7 +46,11 @@ class Fault:
     body: str = "internal error"
 
 
-class OllamaTestServer:
+class OllamaTestServer(ThreadedServer):
+    name = "Ollama"
+    uvicorn_options = {"timeout_graceful_shutdown": 1}
+    force_exit = True
+
     def __init__(self, models: tuple[str, ...] = ("llama3.2:latest", "llama3.2")) -> None:
         self.models = list(models)
         self.chats: list[dict[str, Any]] = []
@@ -58,55 +60,18 @@ class OllamaTestServer:
         self.down: int | None = None
         self._queue: deque[Any] = deque()
         self._lock = threading.Lock()
-        self._closing: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.app = Starlette(routes=[
             Route("/api/chat", self._chat, methods=["POST"]),
             Route("/api/tags", self._tags, methods=["GET"]),
             Route("/api/version", self._version, methods=["GET"]),
         ])  # fmt: skip
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__()
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def host(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "OllamaTestServer":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"ollama-test-{self.port}", daemon=True)  # fmt: skip
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test Ollama server did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._closing is not None:
-            self._loop.call_soon_threadsafe(self._closing.set)  # cut "slow" answers short
-        if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(15)
-
-    def __enter__(self) -> "OllamaTestServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url
 
     # ------------------------------------------------------------------ controls
 
@@ -119,15 +84,6 @@ class OllamaTestServer:
             return self._queue.popleft() if self._queue else None
 
     # ------------------------------------------------------------------ routes
-
-    async def _wait(self, delay: float) -> None:
-        if self._closing is None:
-            self._loop = asyncio.get_running_loop()
-            self._closing = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._closing.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
 
     async def _tags(self, request: Request) -> Response:
         self.counts["/api/tags"] += 1
@@ -161,7 +117,7 @@ class OllamaTestServer:
         item = self._next()
         if isinstance(item, Fault):
             if item.kind == "slow":
-                await self._wait(item.delay)
+                await self._pause(item.delay)
                 item = None
             elif item.kind == "drop":
                 raise ConnectionResetError("dropped by the test server")  # uvicorn closes the socket

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from tests.fakes import FakeContentIndex
-from vaultline.adapters.db import PostgresContentIndex, create_pool, migrate
+from vaultline.adapters.db import PostgresContentIndex
 
 
 class ContentIndexContract:
@@ -55,8 +55,5 @@ class _Postgres(PostgresContentIndex):
 
 class TestPostgresContentIndex(ContentIndexContract):
     @pytest.fixture
-    async def index(self, database_url):
-        await migrate(database_url)
-        pool = await create_pool(database_url)
-        yield _Postgres(pool)
-        await pool.close()
+    def index(self, pool):
+        return _Postgres(pool)

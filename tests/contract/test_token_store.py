@@ -90,6 +90,22 @@ def _grant(server: FanvueTestServer, *, expired: bool = False) -> TokenSet:
     return t
 
 
+async def _saved_grant(new_store: StoreFactory, server: FanvueTestServer, *, expired: bool = False):
+    """A new store holding a fresh grant for elena; (store, grant)."""
+    store = await new_store()
+    grant = _grant(server, expired=expired)
+    await store.save("elena", grant)
+    return store, grant
+
+
+async def _two_processes(store, new_store: StoreFactory, oauth: OAuthClient) -> tuple[TokenManager, TokenManager]:
+    """Two managers for elena: one on `store`, one on a store of its own (another pool = another
+    process on Postgres)."""
+    a = TokenManager(store, oauth.refresh_tokens, "elena")
+    b = TokenManager(await new_store(), oauth.refresh_tokens, "elena")
+    return a, b
+
+
 async def test_save_load_roundtrip(new_store: StoreFactory) -> None:
     store = await new_store()
     assert await store.load("elena") is None
@@ -130,9 +146,7 @@ async def test_wrong_key_or_moved_ciphertext_is_refused() -> None:
 
 async def test_manager_refreshes_expired_token(new_store: StoreFactory, fanvue_server: FanvueTestServer,
                                                oauth: OAuthClient) -> None:
-    store = await new_store()
-    old = _grant(fanvue_server, expired=True)
-    await store.save("elena", old)
+    store, old = await _saved_grant(new_store, fanvue_server, expired=True)
     manager = TokenManager(store, oauth.refresh_tokens, "elena")
     token = await manager.access_token()
     assert token != old.access_token and token in fanvue_server.access_tokens
@@ -158,11 +172,8 @@ async def test_skew_refreshes_before_expiry(new_store: StoreFactory, fanvue_serv
 async def test_refresh_after_401_uses_already_rotated_token(new_store: StoreFactory,
                                                             fanvue_server: FanvueTestServer,
                                                             oauth: OAuthClient) -> None:
-    store = await new_store()
-    old = _grant(fanvue_server)
-    await store.save("elena", old)
-    a = TokenManager(store, oauth.refresh_tokens, "elena")
-    b = TokenManager(await new_store(), oauth.refresh_tokens, "elena")
+    store, old = await _saved_grant(new_store, fanvue_server)
+    a, b = await _two_processes(store, new_store, oauth)
     assert await b.access_token() == old.access_token
     new = await a.refresh_after_401(old.access_token)
     assert new != old.access_token
@@ -173,12 +184,9 @@ async def test_refresh_after_401_uses_already_rotated_token(new_store: StoreFact
 
 async def test_concurrent_refresh_is_single_flight(new_store: StoreFactory, fanvue_server: FanvueTestServer,
                                                    oauth: OAuthClient) -> None:
-    first = await new_store()
-    old = _grant(fanvue_server, expired=True)
-    await first.save("elena", old)
+    first, old = await _saved_grant(new_store, fanvue_server, expired=True)
     # Two managers (two pools = two processes on Postgres) both find the token expired.
-    a = TokenManager(first, oauth.refresh_tokens, "elena")
-    b = TokenManager(await new_store(), oauth.refresh_tokens, "elena")
+    a, b = await _two_processes(first, new_store, oauth)
     gate = fanvue_server.hold("oauth.token")
     ta = asyncio.create_task(a.access_token())
     tb = asyncio.create_task(b.access_token())

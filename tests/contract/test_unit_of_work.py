@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.fakes import FakeUnitOfWorkFactory
-from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, migrate
+from vaultline.adapters.db import PostgresUnitOfWorkFactory
 from vaultline.events import new_event
 
 
@@ -80,8 +80,5 @@ class TestFakeUnitOfWork(UnitOfWorkContract):
 
 class TestPostgresUnitOfWork(UnitOfWorkContract):
     @pytest.fixture
-    async def uow(self, database_url):
-        await migrate(database_url)
-        pool = await create_pool(database_url)
-        yield PostgresUnitOfWorkFactory(pool)
-        await pool.close()
+    def uow(self, pool):
+        return PostgresUnitOfWorkFactory(pool)

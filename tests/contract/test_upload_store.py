@@ -5,7 +5,6 @@ import uuid
 import pytest
 
 from tests.fakes import FakeUploadStore
-from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.db.uploads import PostgresUploadStore
 from vaultline.events import new_event
 from vaultline.handlers.upload import LostRace, UploadState
@@ -91,13 +90,10 @@ class TestFakeUploadStore(UploadStoreContract):
 
 class TestPostgresUploadStore(UploadStoreContract):
     @pytest.fixture
-    async def store(self, database_url):
-        await migrate(database_url)
-        pool = await create_pool(database_url)
+    def store(self, pool):
         s = PostgresUploadStore(pool)
         s.pool = pool
-        yield s
-        await pool.close()
+        return s
 
     async def outbox_has(self, store, event_id):
         return bool(await store.pool.fetchval("SELECT 1 FROM outbox WHERE event_id = $1", event_id))

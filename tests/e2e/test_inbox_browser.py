@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import chromium, needs_chromium, open_signed_in
 from tests.e2e.test_chat_cli import chat_stack, platform_got
 from tests.e2e.test_run import cli, clean_env
 from tests.images import noise_image, png_bytes
@@ -19,7 +19,7 @@ from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser: Debian's chromium is not at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 EDITED = "made just for you \U0001f495 want it?"
@@ -46,7 +46,7 @@ async def eligible_content(database_url: str, library, cid: uuid.UUID) -> None:
 
 @pytest.mark.timeout(300)
 async def test_inbox_edit_a_draft_and_send_it_in_chromium(tmp_path, pg_data_dir, ollama_server):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     cid = uuid.uuid4()
     ollama_server.responder = lambda body: {
@@ -72,39 +72,26 @@ async def test_inbox_edit_a_draft_and_send_it_in_chromium(tmp_path, pg_data_dir,
             detail = await wait_until(ready, timeout=60, what="drafts for fan1")
             assert detail["offer"]["content_id"] == str(cid) and detail["offer"]["price_cents"] == 1299
 
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-                    context.set_default_timeout(20_000)
-                    page = await context.new_page()
-                    problems: list[str] = []
-                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-                    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-
-                    await page.goto(f"{base}/inbox")
-                    await expect(page).to_have_url(f"{base}/login")
-                    await page.fill("#token", token)
-                    await page.click("button[type=submit]")
-                    await page.goto(f"{base}/inbox")
-                    await expect(page.locator("#summary")).to_have_text("1 unanswered · 1 conversation(s)")
-                    await page.click('#conversations button[data-fan="fan1"]')
-                    await expect(page.locator("#drafts button")).to_have_count(2)
-                    await expect(page.locator("#history li.in")).to_contain_text("anything new?")
-                    await expect(page.locator("#offer-price")).to_have_text("$12.99")
-                    await page.wait_for_function(
-                        "() => { const i = document.getElementById('offer-thumb'); return i.complete && i.naturalWidth > 0 }"
-                    )
-                    await page.click('#drafts button[data-draft="2"]')
-                    await expect(page.locator("#reply")).to_have_value("I have something new, want a peek?")
-                    await page.fill("#reply", EDITED)
-                    await page.click("#send")
-                    await expect(page.locator("#result")).to_have_text("sent (edited) with the offer at $12.99")
-                    await expect(page.locator("#send")).to_be_disabled()
-                    await expect(page.locator("#history li.out")).to_have_count(1)
-                    assert problems == []
-                finally:
-                    await browser.close()
+            async with chromium({"width": 1280, "height": 900}) as b:
+                problems = b.problems
+                page = await b.new_page()
+                await open_signed_in(page, base, "/inbox", token)
+                await expect(page.locator("#summary")).to_have_text("1 unanswered · 1 conversation(s)")
+                await page.click('#conversations button[data-fan="fan1"]')
+                await expect(page.locator("#drafts button")).to_have_count(2)
+                await expect(page.locator("#history li.in")).to_contain_text("anything new?")
+                await expect(page.locator("#offer-price")).to_have_text("$12.99")
+                await page.wait_for_function(
+                    "() => { const i = document.getElementById('offer-thumb'); return i.complete && i.naturalWidth > 0 }"
+                )
+                await page.click('#drafts button[data-draft="2"]')
+                await expect(page.locator("#reply")).to_have_value("I have something new, want a peek?")
+                await page.fill("#reply", EDITED)
+                await page.click("#send")
+                await expect(page.locator("#result")).to_have_text("sent (edited) with the offer at $12.99")
+                await expect(page.locator("#send")).to_be_disabled()
+                await expect(page.locator("#history li.out")).to_have_count(1)
+                assert problems == []
 
             [line] = platform_got(data_dir, "fan1")
             assert line["text"] == EDITED

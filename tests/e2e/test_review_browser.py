@@ -8,34 +8,16 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.browser import ARTIFACTS, chromium, needs_chromium, submit_token
 from tests.e2e.test_run import cli, running_stack
 from tests.images import Placement, comfy_text, face_png
 from tests.waiting import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="no browser: Debian's chromium is not installed at /usr/bin/chromium "
-        "(`apt-get install chromium`, or `make browser`)",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 def prompt_chunks(seed: int, positive: str) -> dict[str, str]:
@@ -56,14 +38,13 @@ async def history_types(data_dir: Path, env: dict[str, str], content_id: str) ->
 
 
 async def test_review_page_in_chromium(tmp_path):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     async with running_stack(tmp_path) as stack:
         data_dir, env, token = stack.data_dir, stack.env, stack.token
         base = stack.rt["admin_url"]
-        auth = {"Authorization": f"Bearer {token}"}
 
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
+        async with stack.admin(timeout=60) as http:
             # ---------------------------------------------------------------- three faces in
             uploads = [
                 ("astronaut.png", face_png([Placement("astronaut")], text=prompt_chunks(1, "photo of elena, beach")),
@@ -98,166 +79,144 @@ async def test_review_page_in_chromium(tmp_path):
             assert SCRIPT in by_id[hopper]["comfy"]["positive_prompt"]
 
             # ---------------------------------------------------------------- the browser
-            ARTIFACTS.mkdir(exist_ok=True)
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    context = await browser.new_context(viewport={"width": 1360, "height": 1000})
-                    context.set_default_timeout(20_000)
-                    dialogs: list[str] = []
-                    problems: list[str] = []
+            async with chromium({"width": 1360, "height": 1000}) as b:
+                context, dialogs, problems = b.context, b.dialogs, b.problems
+                page = await b.new_page()
+                # Not signed in: the page sends the browser to the login form.
+                await page.goto(f"{base}/review")
+                await expect(page).to_have_url(f"{base}/login")
+                await submit_token(page, "not-the-token")
+                await expect(page.locator(".login-error")).to_contain_text("not right")
+                problems.clear()  # the 401 of the wrong token is logged by the browser
+                await submit_token(page, token)
+                await expect(page).to_have_url(f"{base}/review")
+                cookie = next(c for c in await context.cookies() if c["name"] == "vaultline_admin")
+                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
-                    async def on_dialog(dialog):
-                        dialogs.append(dialog.message)
-                        await dialog.dismiss()
+                cards = page.locator("#grid .card")
+                await expect(cards).to_have_count(3)
+                dom_ids = [await c.get_attribute("data-id") for c in await cards.all()]
+                assert dom_ids == ingested[::-1], "newest first"
 
-                    def watch(p):
-                        p.on("dialog", on_dialog)
-                        p.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-                        p.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-                        return p
+                def card(cid: str):
+                    return page.locator(f'#grid .card[data-id="{cid}"]')
 
-                    page = watch(await context.new_page())
+                # The first card has the focus on load: the keys work without a click.
+                await expect(card(dom_ids[0])).to_be_focused()
 
-                    # Not signed in: the page sends the browser to the login form.
-                    await page.goto(f"{base}/review")
-                    await expect(page).to_have_url(f"{base}/login")
-                    await page.fill("#token", "not-the-token")
-                    await page.click("button[type=submit]")
-                    await expect(page.locator(".login-error")).to_contain_text("not right")
-                    problems.clear()  # the 401 of the wrong token is logged by the browser
-                    await page.fill("#token", token)
-                    await page.click("button[type=submit]")
-                    await expect(page).to_have_url(f"{base}/review")
-                    cookie = next(c for c in await context.cookies() if c["name"] == "vaultline_admin")
-                    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+                # The prompt is shown as text; nothing ran.
+                await expect(card(hopper).locator(".prompt")).to_contain_text(SCRIPT)
+                assert await page.locator("#grid script").count() == 0
+                for cid in ingested:
+                    await expect(card(cid).locator(".name")).to_have_text(by_id[cid]["original_filename"])
+                    await expect(card(cid).locator(".badge")).to_have_count(len(by_id[cid]["badges"]))
+                await expect(page.locator('#stages [data-stage="in_review"] b')).to_have_text("3")
+                await page.wait_for_function(
+                    "() => { const imgs = document.querySelectorAll('#grid img.thumb');"
+                    " return imgs.length === 3 && [...imgs].every(i => i.complete && i.naturalWidth > 0) }"
+                )
 
-                    cards = page.locator("#grid .card")
-                    await expect(cards).to_have_count(3)
-                    dom_ids = [await c.get_attribute("data-id") for c in await cards.all()]
-                    assert dom_ids == ingested[::-1], "newest first"
+                # The original with its cut line, at cut_y / height of the picture.
+                item = by_id[camera]
+                assert item["cut_y"] is not None and item["height"]
+                await card(camera).locator(".toggle").click()
+                orig = card(camera).locator("img.orig")
+                await expect(orig).to_be_visible()
+                await page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=await orig.element_handle())
+                geo = await card(camera).evaluate(
+                    """(c) => { const w = c.querySelector('.orig-wrap').getBoundingClientRect();
+                               const i = c.querySelector('img.orig');
+                               const l = c.querySelector('.cutline').getBoundingClientRect();
+                               return {frac: (l.top - w.top) / w.height, natural: i.naturalHeight,
+                                       imgH: i.getBoundingClientRect().height, wrapH: w.height} }"""
+                )
+                assert geo["natural"] == item["height"]
+                assert abs(geo["imgH"] - geo["wrapH"]) < 1
+                assert abs(geo["frac"] - item["cut_y"] / item["height"]) < 0.01, geo
 
-                    def card(cid: str):
-                        return page.locator(f'#grid .card[data-id="{cid}"]')
+                # A second tab, loaded now, will try to decide an item after it was decided.
+                other = await b.new_page()
+                await other.goto(f"{base}/review")
+                await expect(other.locator("#grid .card")).to_have_count(3)
 
-                    # The first card has the focus on load: the keys work without a click.
-                    await expect(card(dom_ids[0])).to_be_focused()
+                await page.bring_to_front()
+                await page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
 
-                    # The prompt is shown as text; nothing ran.
-                    await expect(card(hopper).locator(".prompt")).to_contain_text(SCRIPT)
-                    assert await page.locator("#grid script").count() == 0
-                    for cid in ingested:
-                        await expect(card(cid).locator(".name")).to_have_text(by_id[cid]["original_filename"])
-                        await expect(card(cid).locator(".badge")).to_have_count(len(by_id[cid]["badges"]))
-                    await expect(page.locator('#stages [data-stage="in_review"] b')).to_have_text("3")
-                    await page.wait_for_function(
-                        "() => { const imgs = document.querySelectorAll('#grid img.thumb');"
-                        " return imgs.length === 3 && [...imgs].every(i => i.complete && i.naturalWidth > 0) }"
-                    )
+                # ------------------------------------------------ first card: keyboard only
+                first, second, third = (card(cid) for cid in dom_ids)
+                await first.focus()
+                await page.keyboard.press("ArrowRight")
+                await expect(second).to_be_focused()
+                await page.keyboard.press("ArrowLeft")
+                await expect(first).to_be_focused()
+                await page.keyboard.press("2")
+                await expect(first.locator(".vault")).to_have_value("ppv")
+                await expect(first.locator(".price")).to_be_focused()  # ppv needs a price
+                await page.keyboard.type("12.50")
+                await page.keyboard.press("Escape")
+                await expect(first).to_be_focused()
+                await page.keyboard.press("t")
+                await expect(first.locator(".tags")).to_be_focused()
+                await page.keyboard.type("beach, a1 r3")  # a, 1, r and 3 are text here, not shortcuts
+                await page.keyboard.press("Escape")
+                await expect(first).to_be_focused()
+                await expect(first.locator(".vault")).to_have_value("ppv")
+                await expect(first.locator(".reject-row")).to_be_hidden()
+                await page.keyboard.press("a")
+                await expect(first).to_have_count(0)
+                await expect(cards).to_have_count(2)
 
-                    # The original with its cut line, at cut_y / height of the picture.
-                    item = by_id[camera]
-                    assert item["cut_y"] is not None and item["height"]
-                    await card(camera).locator(".toggle").click()
-                    orig = card(camera).locator("img.orig")
-                    await expect(orig).to_be_visible()
-                    await page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=await orig.element_handle())
-                    geo = await card(camera).evaluate(
-                        """(c) => { const w = c.querySelector('.orig-wrap').getBoundingClientRect();
-                                   const i = c.querySelector('img.orig');
-                                   const l = c.querySelector('.cutline').getBoundingClientRect();
-                                   return {frac: (l.top - w.top) / w.height, natural: i.naturalHeight,
-                                           imgH: i.getBoundingClientRect().height, wrapH: w.height} }"""
-                    )
-                    assert geo["natural"] == item["height"]
-                    assert abs(geo["imgH"] - geo["wrapH"]) < 1
-                    assert abs(geo["frac"] - item["cut_y"] / item["height"]) < 0.01, geo
+                # ------------------------------------------------ second: R, a reason, Enter
+                await expect(second).to_be_focused()  # the focus moved to the next card
+                await page.keyboard.press("r")
+                await expect(second.locator(".reason")).to_be_focused()
+                await page.keyboard.type("hands look wrong, try again")
+                await page.keyboard.press("Enter")
+                await expect(second).to_have_count(0)
+                await expect(cards).to_have_count(1)
 
-                    # A second tab, loaded now, will try to decide an item after it was decided.
-                    other = watch(await context.new_page())
-                    await other.goto(f"{base}/review")
-                    await expect(other.locator("#grid .card")).to_have_count(3)
+                # ------------------------------------------------ third: 3, then its button
+                await expect(third).to_be_focused()
+                await page.keyboard.press("3")
+                await expect(third.locator(".vault")).to_have_value("archive")
+                await third.locator("button.approve").click()
+                await expect(cards).to_have_count(0)
+                await expect(page.locator("#empty")).to_be_visible()
+                await expect(page.locator('#stages [data-stage="in_review"] b')).to_have_text("0")
 
-                    await page.bring_to_front()
-                    await page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+                # A fourth image comes in (cropped while the stale tab is checked below).
+                r = await http.post(
+                    "/api/ingest",
+                    files={"file": ("late.png", face_png([Placement("grace_hopper", width=520)]), "image/png")},
+                    data={"creator": "elena", "mode": "no_face"},
+                )
+                assert r.status_code == 201, r.text
+                late = r.json()["content_id"]
 
-                    # ------------------------------------------------ first card: keyboard only
-                    first, second, third = (card(cid) for cid in dom_ids)
-                    await first.focus()
-                    await page.keyboard.press("ArrowRight")
-                    await expect(second).to_be_focused()
-                    await page.keyboard.press("ArrowLeft")
-                    await expect(first).to_be_focused()
-                    await page.keyboard.press("2")
-                    await expect(first.locator(".vault")).to_have_value("ppv")
-                    await expect(first.locator(".price")).to_be_focused()  # ppv needs a price
-                    await page.keyboard.type("12.50")
-                    await page.keyboard.press("Escape")
-                    await expect(first).to_be_focused()
-                    await page.keyboard.press("t")
-                    await expect(first.locator(".tags")).to_be_focused()
-                    await page.keyboard.type("beach, a1 r3")  # a, 1, r and 3 are text here, not shortcuts
-                    await page.keyboard.press("Escape")
-                    await expect(first).to_be_focused()
-                    await expect(first.locator(".vault")).to_have_value("ppv")
-                    await expect(first.locator(".reject-row")).to_be_hidden()
-                    await page.keyboard.press("a")
-                    await expect(first).to_have_count(0)
-                    await expect(cards).to_have_count(2)
+                # ------------------------------------------------ the stale tab gets a 409 on the card
+                await other.bring_to_front()
+                stale = other.locator(f'#grid .card[data-id="{dom_ids[1]}"]')
+                await stale.locator("button.approve").click()
+                await expect(stale.locator(".error")).to_contain_text("409")
+                await expect(stale.locator(".badge-status")).to_have_text("now rejected")
+                await expect(stale.locator("button.approve")).to_be_disabled()
 
-                    # ------------------------------------------------ second: R, a reason, Enter
-                    await expect(second).to_be_focused()  # the focus moved to the next card
-                    await page.keyboard.press("r")
-                    await expect(second.locator(".reason")).to_be_focused()
-                    await page.keyboard.type("hands look wrong, try again")
-                    await page.keyboard.press("Enter")
-                    await expect(second).to_have_count(0)
-                    await expect(cards).to_have_count(1)
+                # ------------------------------------------------ A right after a load, no click
+                async def late_in_review():
+                    r = await http.get(f"/api/content/{late}")
+                    return r.status_code == 200 and r.json()["status"] == "in_review"
 
-                    # ------------------------------------------------ third: 3, then its button
-                    await expect(third).to_be_focused()
-                    await page.keyboard.press("3")
-                    await expect(third.locator(".vault")).to_have_value("archive")
-                    await third.locator("button.approve").click()
-                    await expect(cards).to_have_count(0)
-                    await expect(page.locator("#empty")).to_be_visible()
-                    await expect(page.locator('#stages [data-stage="in_review"] b')).to_have_text("0")
+                await wait_until(late_in_review, timeout=180, interval=0.25, what="the fourth image in review")
+                await page.bring_to_front()
+                await page.goto(f"{base}/review")
+                await expect(cards).to_have_count(1)
+                await page.keyboard.press("a")  # the first card has the focus already
+                await expect(cards).to_have_count(0)
+                await expect(page.locator("#notice")).to_contain_text("Approved late.png → feed")
 
-                    # A fourth image comes in (cropped while the stale tab is checked below).
-                    r = await http.post(
-                        "/api/ingest",
-                        files={"file": ("late.png", face_png([Placement("grace_hopper", width=520)]), "image/png")},
-                        data={"creator": "elena", "mode": "no_face"},
-                    )
-                    assert r.status_code == 201, r.text
-                    late = r.json()["content_id"]
-
-                    # ------------------------------------------------ the stale tab gets a 409 on the card
-                    await other.bring_to_front()
-                    stale = other.locator(f'#grid .card[data-id="{dom_ids[1]}"]')
-                    await stale.locator("button.approve").click()
-                    await expect(stale.locator(".error")).to_contain_text("409")
-                    await expect(stale.locator(".badge-status")).to_have_text("now rejected")
-                    await expect(stale.locator("button.approve")).to_be_disabled()
-
-                    # ------------------------------------------------ A right after a load, no click
-                    async def late_in_review():
-                        r = await http.get(f"/api/content/{late}")
-                        return r.status_code == 200 and r.json()["status"] == "in_review"
-
-                    await wait_until(late_in_review, timeout=180, interval=0.25, what="the fourth image in review")
-                    await page.bring_to_front()
-                    await page.goto(f"{base}/review")
-                    await expect(cards).to_have_count(1)
-                    await page.keyboard.press("a")  # the first card has the focus already
-                    await expect(cards).to_have_count(0)
-                    await expect(page.locator("#notice")).to_contain_text("Approved late.png → feed")
-
-                    assert dialogs == [], f"a dialog fired: {dialogs}"
-                    problems = [p for p in problems if "409" not in p]  # the stale tab's conflict
-                    assert problems == [], problems
-                finally:
-                    await browser.close()
+                assert dialogs == [], f"a dialog fired: {dialogs}"
+                problems = [p for p in problems if "409" not in p]  # the stale tab's conflict
+                assert problems == [], problems
 
             # ---------------------------------------------------------------- what the API says
             got = {cid: (await http.get(f"/api/content/{cid}")).json() for cid in ingested}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import httpx
 
 from tests.e2e import test_review_browser as browser_test
-from tests.e2e.test_review_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, history_types
+from tests.browser import ARTIFACTS, chromium, sign_in
+from tests.e2e.test_review_browser import history_types
 from tests.e2e.test_run import running_stack
 from tests.images import Placement, face_png
 from tests.waiting import wait_until
@@ -22,14 +22,13 @@ MARKUP = '<img src=x onerror="alert(1)"> Fanvue refused (422): bad <b>caption</b
 
 
 async def test_failed_uploads_view_in_chromium(tmp_path):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     async with running_stack(tmp_path) as stack:
         data_dir, env, token = stack.data_dir, stack.env, stack.token
         base = stack.rt["admin_url"]
-        auth = {"Authorization": f"Bearer {token}"}
 
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
+        async with stack.admin(timeout=60) as http:
             # ---------------------------------------------------------------- two faces in review
             ids = []
             for name, png, mode in (
@@ -70,122 +69,101 @@ async def test_failed_uploads_view_in_chromium(tmp_path):
             assert {i["id"]: i["error"] for i in r.json()["items"]} == {retried: SCOPE, raced: MARKUP}
 
             # ---------------------------------------------------------------- the browser
-            ARTIFACTS.mkdir(exist_ok=True)
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    context = await browser.new_context(viewport={"width": 1360, "height": 900})
-                    context.set_default_timeout(20_000)
-                    dialogs: list[str] = []
-                    problems: list[str] = []
-                    page = await context.new_page()
+            async with chromium({"width": 1360, "height": 900}) as b:
+                dialogs, problems = b.dialogs, b.problems
+                page = await b.new_page()
+                await sign_in(page, base, token)
+                # The review view is the default; the switch counts the failed uploads.
+                switch_review, switch_failed = page.locator("#view-review"), page.locator("#view-failed")
+                await expect(switch_review).to_have_attribute("aria-pressed", "true")
+                await expect(page.locator("#empty")).to_have_text("Nothing waiting for review.")
+                await expect(page.locator("#failed-count")).to_have_text("2")
+                await expect(switch_failed).to_have_attribute("aria-label", "Failed uploads (2)")
 
-                    async def on_dialog(dialog):
-                        dialogs.append(dialog.message)
-                        await dialog.dismiss()
+                await switch_failed.click()
+                await expect(switch_failed).to_have_attribute("aria-pressed", "true")
+                await expect(switch_review).to_have_attribute("aria-pressed", "false")
+                # The URL follows the view, in the shared navigation's form (a reload keeps it).
+                await expect(page).to_have_url(f"{base}/review?view=failed")
+                await expect(page.locator('.site-nav [data-nav="failed"]')).to_have_attribute("aria-current", "page")
+                await expect(page.locator('.site-nav [data-nav="review"]')).not_to_have_attribute("aria-current", "page")
+                await expect(page.locator("#bulk")).to_be_hidden()
+                cards = page.locator("#grid .card")
+                await expect(cards).to_have_count(2)
 
-                    page.on("dialog", on_dialog)
-                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-                    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+                def card(cid: str):
+                    return page.locator(f'#grid .card[data-id="{cid}"]')
 
-                    await page.goto(f"{base}/login")
-                    await page.fill("#token", token)
-                    await page.click("button[type=submit]")
-                    await expect(page).to_have_url(f"{base}/review")
+                one, two = card(retried), card(raced)
+                await expect(one.locator(".name")).to_have_text("astronaut.png")
+                await expect(one.locator(".fail-reason")).to_have_text(SCOPE)
+                await expect(one.locator(".dest-vault")).to_have_text("feed")
+                await expect(one.locator(".dest-price")).to_have_text("no price")
+                await expect(two.locator(".fail-reason")).to_have_text(MARKUP)  # text, not markup
+                await expect(two.locator(".dest-vault")).to_have_text("ppv")
+                await expect(two.locator(".dest-price")).to_have_text("$12.50")
+                assert await page.locator("#grid .fail-reason *").count() == 0
+                color = await one.locator(".fail-reason").evaluate("e => getComputedStyle(e).color")
+                assert color == "rgb(180, 35, 24)", color  # --bad: the reason is red
+                # No decision controls on a failed upload.
+                for control in (".approve", ".open-reject", ".vault", ".price", ".tags", ".recrop", ".pick"):
+                    await expect(cards.locator(control)).to_have_count(0)
+                await expect(cards.locator("button.retry")).to_have_count(2)
+                # The shared navigation's "Failed uploads" link (/review?view=failed) opens this view
+                # with its first card focused; the old #failed-uploads address still works.
+                await page.goto(f"{base}/review")
+                await expect(switch_review).to_have_attribute("aria-pressed", "true")
+                await page.click('.site-nav [data-nav="failed"]')
+                await expect(page).to_have_url(f"{base}/review?view=failed")
+                await expect(switch_failed).to_have_attribute("aria-pressed", "true")
+                await expect(cards).to_have_count(2)
+                await expect(cards.first).to_be_focused()
+                await page.goto(f"{base}/review#failed-uploads")
+                await expect(page).to_have_url(f"{base}/review?view=failed")
+                await expect(switch_failed).to_have_attribute("aria-pressed", "true")
+                await expect(cards).to_have_count(2)
+                await page.wait_for_function(
+                    "() => { const imgs = document.querySelectorAll('#grid img.thumb');"
+                    " return imgs.length === 2 && [...imgs].every(i => i.complete && i.naturalWidth > 0) }"
+                )
+                await one.focus()
+                await page.screenshot(path=str(ARTIFACTS / "failed-uploads.png"), full_page=True)
 
-                    # The review view is the default; the switch counts the failed uploads.
-                    switch_review, switch_failed = page.locator("#view-review"), page.locator("#view-failed")
-                    await expect(switch_review).to_have_attribute("aria-pressed", "true")
-                    await expect(page.locator("#empty")).to_have_text("Nothing waiting for review.")
-                    await expect(page.locator("#failed-count")).to_have_text("2")
-                    await expect(switch_failed).to_have_attribute("aria-label", "Failed uploads (2)")
+                # ------------------------------------------------ a retry that lost the race: 409 on the card
+                r = await http.post(f"/api/content/{raced}/retry-upload")
+                assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+                await two.locator("button.retry").click()
+                await expect(two.locator(".error")).to_contain_text("409")
+                await expect(two.locator(".error")).to_contain_text("only a failed upload can be retried")
+                await expect(two.locator(".badge-status")).to_have_text("now approved")
+                await expect(two.locator("button.retry")).to_be_disabled()
 
-                    await switch_failed.click()
-                    await expect(switch_failed).to_have_attribute("aria-pressed", "true")
-                    await expect(switch_review).to_have_attribute("aria-pressed", "false")
-                    # The URL follows the view, in the shared navigation's form (a reload keeps it).
-                    await expect(page).to_have_url(f"{base}/review?view=failed")
-                    await expect(page.locator('.site-nav [data-nav="failed"]')).to_have_attribute("aria-current", "page")
-                    await expect(page.locator('.site-nav [data-nav="review"]')).not_to_have_attribute("aria-current", "page")
-                    await expect(page.locator("#bulk")).to_be_hidden()
-                    cards = page.locator("#grid .card")
-                    await expect(cards).to_have_count(2)
+                # ------------------------------------------------ U on the focused card retries it
+                await one.focus()
+                await page.keyboard.press("a")  # decision keys do nothing on a failed upload
+                await page.keyboard.press("r")
+                await expect(one.locator(".error")).to_be_hidden()
+                await page.keyboard.press("u")
+                await expect(one).to_have_count(0)
+                await expect(page.locator("#notice")).to_contain_text("Upload retry requested for astronaut.png")
+                await expect(page.locator("#failed-count")).to_be_hidden()  # nothing failed any more
+                await expect(cards).to_have_count(1)  # the stale one stays, locked, until a refresh
 
-                    def card(cid: str):
-                        return page.locator(f'#grid .card[data-id="{cid}"]')
+                await page.click("#refresh")
+                await expect(cards).to_have_count(0)
+                await expect(page.locator("#empty")).to_have_text("No failed uploads.")
+                await expect(page.locator("#empty")).to_be_visible()
 
-                    one, two = card(retried), card(raced)
-                    await expect(one.locator(".name")).to_have_text("astronaut.png")
-                    await expect(one.locator(".fail-reason")).to_have_text(SCOPE)
-                    await expect(one.locator(".dest-vault")).to_have_text("feed")
-                    await expect(one.locator(".dest-price")).to_have_text("no price")
-                    await expect(two.locator(".fail-reason")).to_have_text(MARKUP)  # text, not markup
-                    await expect(two.locator(".dest-vault")).to_have_text("ppv")
-                    await expect(two.locator(".dest-price")).to_have_text("$12.50")
-                    assert await page.locator("#grid .fail-reason *").count() == 0
-                    color = await one.locator(".fail-reason").evaluate("e => getComputedStyle(e).color")
-                    assert color == "rgb(180, 35, 24)", color  # --bad: the reason is red
-                    # No decision controls on a failed upload.
-                    for control in (".approve", ".open-reject", ".vault", ".price", ".tags", ".recrop", ".pick"):
-                        await expect(cards.locator(control)).to_have_count(0)
-                    await expect(cards.locator("button.retry")).to_have_count(2)
-                    # The shared navigation's "Failed uploads" link (/review?view=failed) opens this view
-                    # with its first card focused; the old #failed-uploads address still works.
-                    await page.goto(f"{base}/review")
-                    await expect(switch_review).to_have_attribute("aria-pressed", "true")
-                    await page.click('.site-nav [data-nav="failed"]')
-                    await expect(page).to_have_url(f"{base}/review?view=failed")
-                    await expect(switch_failed).to_have_attribute("aria-pressed", "true")
-                    await expect(cards).to_have_count(2)
-                    await expect(cards.first).to_be_focused()
-                    await page.goto(f"{base}/review#failed-uploads")
-                    await expect(page).to_have_url(f"{base}/review?view=failed")
-                    await expect(switch_failed).to_have_attribute("aria-pressed", "true")
-                    await expect(cards).to_have_count(2)
-                    await page.wait_for_function(
-                        "() => { const imgs = document.querySelectorAll('#grid img.thumb');"
-                        " return imgs.length === 2 && [...imgs].every(i => i.complete && i.naturalWidth > 0) }"
-                    )
-                    await one.focus()
-                    await page.screenshot(path=str(ARTIFACTS / "failed-uploads.png"), full_page=True)
+                # Back to the review view: bulk bar again, and nothing left in review.
+                await switch_review.click()
+                await expect(page).to_have_url(f"{base}/review")
+                await expect(page.locator('.site-nav [data-nav="review"]')).to_have_attribute("aria-current", "page")
+                await expect(page.locator("#bulk")).to_be_visible()
+                await expect(page.locator("#empty")).to_have_text("Nothing waiting for review.")
 
-                    # ------------------------------------------------ a retry that lost the race: 409 on the card
-                    r = await http.post(f"/api/content/{raced}/retry-upload")
-                    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
-                    await two.locator("button.retry").click()
-                    await expect(two.locator(".error")).to_contain_text("409")
-                    await expect(two.locator(".error")).to_contain_text("only a failed upload can be retried")
-                    await expect(two.locator(".badge-status")).to_have_text("now approved")
-                    await expect(two.locator("button.retry")).to_be_disabled()
-
-                    # ------------------------------------------------ U on the focused card retries it
-                    await one.focus()
-                    await page.keyboard.press("a")  # decision keys do nothing on a failed upload
-                    await page.keyboard.press("r")
-                    await expect(one.locator(".error")).to_be_hidden()
-                    await page.keyboard.press("u")
-                    await expect(one).to_have_count(0)
-                    await expect(page.locator("#notice")).to_contain_text("Upload retry requested for astronaut.png")
-                    await expect(page.locator("#failed-count")).to_be_hidden()  # nothing failed any more
-                    await expect(cards).to_have_count(1)  # the stale one stays, locked, until a refresh
-
-                    await page.click("#refresh")
-                    await expect(cards).to_have_count(0)
-                    await expect(page.locator("#empty")).to_have_text("No failed uploads.")
-                    await expect(page.locator("#empty")).to_be_visible()
-
-                    # Back to the review view: bulk bar again, and nothing left in review.
-                    await switch_review.click()
-                    await expect(page).to_have_url(f"{base}/review")
-                    await expect(page.locator('.site-nav [data-nav="review"]')).to_have_attribute("aria-current", "page")
-                    await expect(page.locator("#bulk")).to_be_visible()
-                    await expect(page.locator("#empty")).to_have_text("Nothing waiting for review.")
-
-                    assert dialogs == [], f"a dialog fired: {dialogs}"
-                    problems = [p for p in problems if "409" not in p]  # the raced retry's conflict
-                    assert problems == [], problems
-                finally:
-                    await browser.close()
+                assert dialogs == [], f"a dialog fired: {dialogs}"
+                problems = [p for p in problems if "409" not in p]  # the raced retry's conflict
+                assert problems == [], problems
 
             # ---------------------------------------------------------------- what the API says
             async def status_of(cid: str) -> str:

@@ -62,6 +62,11 @@ class RunningStack:
     token: str
     env: dict[str, str]  # for CLI subprocesses against this stack
 
+    def admin(self, **kw) -> httpx.AsyncClient:
+        """An HTTP client on the admin app with the admin token (httpx keywords in `kw`)."""
+        auth = {"Authorization": f"Bearer {self.token}"}
+        return httpx.AsyncClient(base_url=self.rt["admin_url"], headers=auth, **kw)
+
 
 @contextlib.asynccontextmanager
 async def running_stack(tmp_path: Path):
@@ -220,8 +225,7 @@ async def test_an_image_dropped_into_the_inbox_reaches_review(tmp_path):
         data_dir = stack.data_dir
         assert f"watching  {data_dir / 'inbox'}" in (tmp_path / "run.log").read_text()
         (data_dir / "inbox" / "ComfyUI_00003_.png").write_bytes(face_png([Placement("astronaut")]))
-        auth = {"Authorization": f"Bearer {stack.token}"}
-        async with httpx.AsyncClient(base_url=stack.rt["admin_url"], headers=auth) as http:
+        async with stack.admin() as http:
 
             async def in_review():
                 items = (await http.get("/api/content", params={"status": "in_review"})).json()["items"]

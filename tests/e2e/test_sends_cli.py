@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import migrated_db, pool  # noqa: F401 (fixtures)
 from tests.integration.test_sends import PHASH, near, outbox_events, uploaded
 from vaultline.adapters.db.sales import PostgresSalesStore
 from vaultline.handlers import sales

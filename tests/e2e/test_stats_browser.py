@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_review_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.browser import ARTIFACTS, chromium, needs_chromium, open_signed_in
 from tests.images import face_png, Placement
 from tests.integration.analytics_seed import C, CREATOR, D1, D3, EXPECTED_TOTALS, seed_events
-from tests.integration.conftest import js, migrated_db, pool, settings  # noqa: F401 - fixtures
+from tests.integration.conftest import js, settings  # noqa: F401 - fixtures
 from tests.waiting import wait_until
 from vaultline.adapters.db.analytics import PostgresAnalyticsStore
 from vaultline.bootstrap import Runtime
@@ -24,7 +24,7 @@ from vaultline.handlers import analytics
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="no browser: Debian's chromium is not at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 TOKEN = "stats-page-token"
@@ -46,7 +46,7 @@ async def seed(pool, library_root: Path) -> None:
 
 @pytest.mark.timeout(180)
 async def test_stats_api_and_page_in_chromium(settings, pool):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     await seed(pool, settings.library_root)
     async with Runtime(settings, [], relay=False) as rt:
@@ -76,46 +76,32 @@ async def test_stats_api_and_page_in_chromium(settings, pool):
                 openapi = (await http.get("/openapi.json", headers=auth)).json()
                 assert "/api/stats" in openapi["paths"]
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
-                    context.set_default_timeout(20_000)
-                    page = await context.new_page()
-                    problems: list[str] = []
-                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-                    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-                    stats_url = f"{base}/stats?creator={CREATOR}&since={D1}&until={D3}"
-                    await page.goto(stats_url)  # not signed in: the login form
-                    await expect(page).to_have_url(f"{base}/login")
-                    await page.fill("#token", TOKEN)
-                    await page.click("button[type=submit]")
-                    await page.goto(stats_url)
+            async with chromium({"width": 1280, "height": 1000}) as b:
+                problems = b.problems
+                page = await b.new_page()
+                # not signed in: the login form
+                await open_signed_in(page, base, f"/stats?creator={CREATOR}&since={D1}&until={D3}", TOKEN)
+                await expect(page.locator("#kpi-revenue .kpi-value")).to_have_text("$79.99")
+                await expect(page.locator("#kpi-conversion .kpi-value")).to_have_text("60.0%")
+                await expect(page.locator("#kpi-reply-time .kpi-value")).to_have_text("10.0 min")
+                await expect(page.locator("nav.site-nav a[aria-current=page]")).to_have_text("Stats")
+                # Revenue per day stacked by kind: (D2 purchase), (D2 tip), (D3 subscription).
+                await expect(page.locator("#chart-revenue svg rect.bar")).to_have_count(3)
+                await expect(page.locator("#chart-revenue svg rect.kind-subscription")).to_have_count(1)
+                await expect(page.locator("#chart-funnel svg rect.bar")).to_have_count(5)
+                await expect(page.locator("#chart-conversion svg rect.bar")).to_have_count(2)
+                funnel = await page.locator("#chart-funnel svg rect.bar").evaluate_all(
+                    "rs => rs.map(r => r.getBBox().width)")
+                assert funnel[0] > funnel[1] >= funnel[3] > funnel[4] > 0, funnel  # 6, 4, 4, 4, 3
+                await expect(page.locator("#top-content tr td:nth-child(3)").first).to_have_text("beach")
+                await expect(page.locator("#top-fans tr td:nth-child(2)").first).to_have_text("fan_c")
 
-                    await expect(page.locator("#kpi-revenue .kpi-value")).to_have_text("$79.99")
-                    await expect(page.locator("#kpi-conversion .kpi-value")).to_have_text("60.0%")
-                    await expect(page.locator("#kpi-reply-time .kpi-value")).to_have_text("10.0 min")
-                    await expect(page.locator("nav.site-nav a[aria-current=page]")).to_have_text("Stats")
-                    # Revenue per day stacked by kind: (D2 purchase), (D2 tip), (D3 subscription).
-                    await expect(page.locator("#chart-revenue svg rect.bar")).to_have_count(3)
-                    await expect(page.locator("#chart-revenue svg rect.kind-subscription")).to_have_count(1)
-                    await expect(page.locator("#chart-funnel svg rect.bar")).to_have_count(5)
-                    await expect(page.locator("#chart-conversion svg rect.bar")).to_have_count(2)
-                    funnel = await page.locator("#chart-funnel svg rect.bar").evaluate_all(
-                        "rs => rs.map(r => r.getBBox().width)")
-                    assert funnel[0] > funnel[1] >= funnel[3] > funnel[4] > 0, funnel  # 6, 4, 4, 4, 3
-                    await expect(page.locator("#top-content tr td:nth-child(3)").first).to_have_text("beach")
-                    await expect(page.locator("#top-fans tr td:nth-child(2)").first).to_have_text("fan_c")
-
-                    thumbs = page.locator("#top-content img.thumb")
-                    await expect(thumbs).to_have_count(4)
-                    await wait_until(lambda: thumbs.evaluate_all("is => is.every(i => i.complete && i.naturalWidth > 0)"),
-                                     what="every thumbnail to load")  # fmt: skip
-                    await page.screenshot(path=str(ARTIFACTS / "stats.png"), full_page=True)
-                    assert not problems, problems  # includes any CSP violation
-                finally:
-                    await browser.close()
+                thumbs = page.locator("#top-content img.thumb")
+                await expect(thumbs).to_have_count(4)
+                await wait_until(lambda: thumbs.evaluate_all("is => is.every(i => i.complete && i.naturalWidth > 0)"),
+                                 what="every thumbnail to load")  # fmt: skip
+                await page.screenshot(path=str(ARTIFACTS / "stats.png"), full_page=True)
+                assert not problems, problems  # includes any CSP violation
         finally:
             await server.stop()
             await task

@@ -8,7 +8,6 @@ import pytest
 
 from vaultline.adapters.bus.stream import connect
 from vaultline.adapters.bus.topology import ADVISORIES_STREAM, EVENTS_STREAM
-from vaultline.adapters.db import create_pool, migrate
 from vaultline.settings import Settings
 
 
@@ -24,19 +23,6 @@ async def js(nats_url):
             pass
     yield js
     await nc.close()
-
-
-@pytest.fixture
-async def migrated_db(database_url):
-    await migrate(database_url)
-    return database_url
-
-
-@pytest.fixture
-async def pool(migrated_db):
-    p = await create_pool(migrated_db)
-    yield p
-    await p.close()
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from nats.js.api import DeliverPolicy
@@ -32,6 +34,19 @@ async def effects_table(pool) -> None:
     await pool.execute("CREATE TABLE effects (event_id uuid PRIMARY KEY, n integer NOT NULL, worker text)")
 
 
+async def record_effect(p: Ports, handler: str, event: Envelope, d: Delivery, worker: str | None = None) -> None:
+    """The handler's effect: one `effects` row per event, counted, in the same transaction as its
+    processed_events row (so a redelivery of a processed event adds nothing)."""
+    async with p.uow() as tx:
+        if await tx.first_time(handler, event.event_id, d.stream_seq):
+            await tx.conn.execute(
+                "INSERT INTO effects(event_id, n, worker) VALUES ($1, 1, $2) "
+                "ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1",
+                event.event_id,
+                worker,
+            )
+
+
 def effect_handler(name: str, *, fail_first: int = 0, always_fail: bool = False, worker: str = "w", log=None):
     """A handler that commits one effect per event (idempotently) and can be told to fail."""
     attempts: dict[uuid.UUID, list[float]] = {}
@@ -43,18 +58,27 @@ def effect_handler(name: str, *, fail_first: int = 0, always_fail: bool = False,
                 log.append((worker, event.event_id))
             if always_fail or len(attempts[event.event_id]) <= fail_first:
                 raise ConnectionError(f"downstream unavailable (attempt {d.deliveries})")
-            async with p.uow() as tx:
-                if await tx.first_time(name, event.event_id, d.stream_seq):
-                    await tx.conn.execute(
-                        "INSERT INTO effects(event_id, n, worker) VALUES ($1, 1, $2) "
-                        "ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1",
-                        event.event_id,
-                        worker,
-                    )
+            await record_effect(p, name, event, d, worker)
 
         return event_handler(run)
 
     return factory, attempts
+
+
+@contextmanager
+def relay_dies_before_marking(relay: OutboxRelay) -> Iterator[None]:
+    """Inside: the relay publishes, then dies (ConnectionResetError) before marking the rows
+    published. On the way out it marks again."""
+    original_mark = relay._mark_published
+
+    async def crash(conn, ids):
+        raise ConnectionResetError("relay died between publish and mark")
+
+    relay._mark_published = crash
+    try:
+        yield
+    finally:
+        relay._mark_published = original_mark
 
 
 def spec(name: str, **kw) -> ConsumerSpec:
@@ -138,13 +162,7 @@ async def test_redelivery_after_crash_between_commit_and_ack_has_no_second_effec
     def factory(p: Ports):
         async def run(event: Envelope, d: Delivery) -> None:
             runs.append(d.deliveries)
-            async with p.uow() as tx:
-                if await tx.first_time("crashy", event.event_id, d.stream_seq):
-                    await tx.conn.execute(
-                        "INSERT INTO effects(event_id, n) VALUES ($1, 1) "
-                        "ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1",
-                        event.event_id,
-                    )
+            await record_effect(p, "crashy", event, d)
             if d.deliveries == 1:
                 raise ConnectionResetError("process died after commit, before ack")
 
@@ -187,17 +205,11 @@ async def test_outbox_relay_publishes_committed_rows_once_and_never_rolled_back_
                 raise RuntimeError("the decision failed half-way")
 
         # The relay crashes after publishing but before marking the row: the row stays pending...
-        original_mark = relay._mark_published
-
-        async def crash(conn, ids):
-            raise ConnectionResetError("relay died between publish and mark")
-
-        relay._mark_published = crash
-        with pytest.raises(ConnectionResetError):
-            await relay.publish_pending()
-        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+        with relay_dies_before_marking(relay):
+            with pytest.raises(ConnectionResetError):
+                await relay.publish_pending()
+            assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
         # ...and the next pass publishes it again, which the stream deduplicates.
-        relay._mark_published = original_mark
         assert await relay.publish_pending() == 1
         assert await relay.publish_pending() == 0
     finally:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from tests.children import python_child
 from vaultline.entrypoints.datadir import AlreadyRunning, DataDirLock, write_runtime_json
 
 
@@ -28,10 +27,7 @@ _LOCK_HOLDER = textwrap.dedent(
 
 
 def test_data_dir_lock_names_the_holder_and_is_freed_when_it_exits(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _LOCK_HOLDER, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    holder = python_child(_LOCK_HOLDER, str(tmp_path))
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(AlreadyRunning) as err:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.integration.test_bus import effects_table, record_effect
 from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import Delivery, event_handler
 from vaultline.adapters.bus.topology import ConsumerSpec
@@ -27,13 +28,7 @@ def counting_handler(broken: dict[str, bool]):
         async def run(event: Envelope, d: Delivery) -> None:
             if broken["now"]:
                 raise ConnectionError("downstream unavailable")
-            async with p.uow() as tx:
-                if await tx.first_time("counted", event.event_id, d.stream_seq):
-                    await tx.conn.execute(
-                        "INSERT INTO effects(event_id, n) VALUES ($1, 1) "
-                        "ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1",
-                        event.event_id,
-                    )
+            await record_effect(p, "counted", event, d)
 
         return event_handler(run)
 
@@ -58,7 +53,7 @@ async def vl(settings, *args: str) -> Result:
 
 
 async def test_retry_republishes_once_and_a_processed_event_has_no_second_effect(settings, pool):
-    await pool.execute("CREATE TABLE effects (event_id uuid PRIMARY KEY, n integer NOT NULL)")
+    await effects_table(pool)
     broken = {"now": True}
     spec = ConsumerSpec("counted", ("image.approved.>",), max_deliver=2)
     event = new_event("image.approved", creator="elena", key=uuid.uuid4(), payload={"vault": "feed"})

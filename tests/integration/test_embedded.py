@@ -17,6 +17,7 @@ import nats
 import psutil
 import pytest
 
+from tests.children import python_child
 from tests.databases import create_database, drop_database
 from vaultline.adapters.embedded import EmbeddedServerError, wait_for
 from vaultline.adapters.embedded.nats import EmbeddedNats
@@ -350,10 +351,7 @@ _CHILD = textwrap.dedent(
 
 
 def test_servers_do_not_outlive_a_killed_parent(pg_data_dir):
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(pg_data_dir)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    child = python_child(_CHILD, str(pg_data_dir))
     try:
         pids = json.loads(child.stdout.readline())
     finally:

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.integration.test_review_api import all_published, into_review, stream_types
 from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import event_handler
-from vaultline.adapters.bus.stream import history_subject, read_events
 from vaultline.adapters.bus.topology import ConsumerSpec
 from vaultline.entrypoints.drivers.folder_review import REJECT_REASON, Outcome, watch_review_folders
 from vaultline.bootstrap import Runtime
 from vaultline.domain import library as lib
-from vaultline.events import new_event
 from vaultline.handlers import library, review
 
 pytestmark = pytest.mark.integration
@@ -59,26 +58,13 @@ class Library:
         raw, rev = lib.key(creator, lib.RAW, name), lib.key(creator, lib.REVIEW, name)
         await self.rt.ports.storage.put(raw, png((1, 2, 3)))
         await self.rt.ports.storage.put(rev, png())
-        g = new_event(
-            "image.generated",
-            creator=creator,
-            key=cid,
-            payload={"storage_key": raw, "sha256": uuid.uuid4().hex * 2, "phash": "00ff00ff00ff00ff",
-                     "size_bytes": 100, "original_filename": "ComfyUI_00001_.png"},
-        )  # fmt: skip
-        c = new_event(
-            "image.cropped",
-            creator=creator,
-            key=cid,
-            cause=g,
-            payload={"cropped_key": rev, "review_key": rev, "mode_used": "chin", "face_found": True, "cut_y": 90},
-        )
-        await self.rt.ports.publisher.publish(g)
-        await self.rt.ports.publisher.publish(c)
-        await wait_until(
-            lambda: self.rt.pool.fetchval("SELECT 1 FROM content WHERE id=$1 AND status='in_review'", cid),
+        await into_review(
+            self.rt, creator, cid,
+            generated={"storage_key": raw, "sha256": uuid.uuid4().hex * 2, "phash": "00ff00ff00ff00ff",
+                       "size_bytes": 100, "original_filename": "ComfyUI_00001_.png"},
+            cropped={"cropped_key": rev, "review_key": rev, "mode_used": "chin", "face_found": True, "cut_y": 90},
             what="the image to reach review",
-        )
+        )  # fmt: skip
         return cid, self.root / rev
 
     def outcome(self, cid: uuid.UUID, action: str, n: int = 1) -> list[Outcome]:
@@ -90,10 +76,10 @@ class Library:
         return [(r["subject"].split(".")[1], json.loads(bytes(r["body"]))["payload"]) for r in rows]
 
     async def stream(self, cid: uuid.UUID) -> list[str]:
-        return [se.event.type async for se in read_events(self.rt.ports.js, subject=history_subject(str(cid)))]
+        return await stream_types(self.rt.ports.js, cid)
 
     async def all_published(self) -> bool:
-        return await self.rt.pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL")
+        return await all_published(self.rt.pool)
 
 
 def move(src: Path, dst_dir: Path) -> Path:

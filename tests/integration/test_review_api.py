@@ -15,6 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.integration.test_bus import relay_dies_before_marking
 from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import JetStreamPublisher, make_broker
 from vaultline.adapters.bus.stream import history_subject, read_events
@@ -36,6 +37,18 @@ def png(width: int = 832, height: int = 1216, colour: tuple[int, int, int] = (20
     return out.getvalue()
 
 
+async def into_review(rt: Runtime, creator: str, cid: uuid.UUID, *, generated: dict, cropped: dict, what: str) -> None:
+    """Publish image.generated and then image.cropped (caused by it) for `cid` with these payloads,
+    and wait until the tracker has put the image in review."""
+    g = new_event("image.generated", creator=creator, key=cid, payload=generated)
+    c = new_event("image.cropped", creator=creator, key=cid, cause=g, payload=cropped)
+    await rt.ports.publisher.publish(g)
+    await rt.ports.publisher.publish(c)
+    await wait_until(
+        lambda: rt.pool.fetchval("SELECT 1 FROM content WHERE id=$1 AND status='in_review'", cid), what=what
+    )
+
+
 @dataclass
 class Api:
     rt: Runtime
@@ -52,28 +65,15 @@ class Api:
         await storage.put(raw, png(colour=(10, 20, 30)))
         await storage.put(crop, png(832, 900))
         await storage.put(rev, png(832, 900))
-        g = new_event(
-            "image.generated",
-            creator=creator,
-            key=cid,
-            payload={"storage_key": raw, "sha256": uuid.uuid4().hex * 2, "phash": "00ff00ff00ff00ff",
-                     "size_bytes": 1000, "original_filename": "ComfyUI_00042_.png", "width": 832, "height": 1216,
-                     "comfy": {"seed": 7, "positive_prompt": "portrait"}, **(generated or {})},
-        )  # fmt: skip
-        c = new_event(
-            "image.cropped",
-            creator=creator,
-            key=cid,
-            cause=g,
-            payload={"cropped_key": crop, "review_key": rev, "mode_used": "chin", "face_found": True, "faces": 1,
+        await into_review(
+            self.rt, creator, cid,
+            generated={"storage_key": raw, "sha256": uuid.uuid4().hex * 2, "phash": "00ff00ff00ff00ff",
+                       "size_bytes": 1000, "original_filename": "ComfyUI_00042_.png", "width": 832, "height": 1216,
+                       "comfy": {"seed": 7, "positive_prompt": "portrait"}, **(generated or {})},
+            cropped={"cropped_key": crop, "review_key": rev, "mode_used": "chin", "face_found": True, "faces": 1,
                      "cut_y": 900, "confidence": 0.93, **(cropped or {})},
-        )  # fmt: skip
-        await self.rt.ports.publisher.publish(g)
-        await self.rt.ports.publisher.publish(c)
-        await wait_until(
-            lambda: self.rt.pool.fetchval("SELECT 1 FROM content WHERE id=$1 AND status='in_review'", cid),
             what="the tracker to put the image in review",
-        )
+        )  # fmt: skip
         return cid
 
     async def outbox(self, cid: uuid.UUID) -> list[str]:
@@ -452,16 +452,10 @@ async def test_decision_is_published_once_even_if_the_relay_dies_between_publish
         await broker.connect()
         try:
             relay = OutboxRelay(api.rt.pool, JetStreamPublisher(broker))
-            original_mark = relay._mark_published
-
-            async def crash(conn, ids):
-                raise ConnectionResetError("relay died between publish and mark")
-
-            relay._mark_published = crash
-            with pytest.raises(ConnectionResetError):
-                await relay.publish_pending()
-            assert not await all_published(api.rt.pool)  # still pending: it will go again
-            relay._mark_published = original_mark
+            with relay_dies_before_marking(relay):
+                with pytest.raises(ConnectionResetError):
+                    await relay.publish_pending()
+                assert not await all_published(api.rt.pool)  # still pending: it will go again
             assert await relay.publish_pending() == 1
             assert await relay.publish_pending() == 0
         finally:

@@ -89,6 +89,12 @@ class Collector:
         p.write_bytes(image_bytes("PNG", (8, 8)))
         await self.wait_seen(p)
 
+    async def __aenter__(self) -> Collector:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, 5)
@@ -153,8 +159,7 @@ def test_is_complete_image_rejects_junk(tmp_path: Path) -> None:
 
 
 async def test_png_written_slowly_is_yielded_once_after_last_chunk(out: Path) -> None:
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         await c.sentinel(out, "ready.png")
         target = out / "ComfyUI_00001_.png"
         data = image_bytes("PNG", (160, 120), seed=1)
@@ -168,13 +173,10 @@ async def test_png_written_slowly_is_yielded_once_after_last_chunk(out: Path) ->
         await c.sentinel(out, "after.png")
         assert c.count(target) == 1
         assert c.invalid == []
-    finally:
-        await c.close()
 
 
 async def test_jpeg_written_slowly_is_yielded_once_after_last_chunk(out: Path) -> None:
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         await c.sentinel(out, "ready.png")
         target = out / "photo.jpg"
         data, cut = jpeg_with_exif_thumbnail()
@@ -194,23 +196,17 @@ async def test_jpeg_written_slowly_is_yielded_once_after_last_chunk(out: Path) -
         await c.wait_seen(target)
         await c.sentinel(out, "after.png")
         assert c.count(target) == 1
-    finally:
-        await c.close()
 
 
 async def test_webp_is_yielded(out: Path) -> None:
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         target = out / "x.webp"
         await write_slowly(target, image_bytes("WEBP", (128, 96), seed=5), chunks=3, pause=0.3)
         await c.wait_seen(target)
-    finally:
-        await c.close()
 
 
 async def test_truncated_file_is_not_yielded_and_reported_once(out: Path) -> None:
-    c = Collector([out], invalid_after=0.4)
-    try:
+    async with Collector([out], invalid_after=0.4) as c:
         bad = out / "broken.png"
         data = image_bytes("PNG", seed=2)
         bad.write_bytes(data[: len(data) - 20])
@@ -224,52 +220,40 @@ async def test_truncated_file_is_not_yielded_and_reported_once(out: Path) -> Non
             f.write(data[len(data) - 20 :])
         await c.wait_seen(bad)
         assert c.invalid.count(bad.resolve()) == 1
-    finally:
-        await c.close()
 
 
 async def test_file_present_before_start_is_yielded(out: Path) -> None:
     old = out / "ComfyUI_00007_.png"
     old.write_bytes(image_bytes("PNG"))
     # Frequent rescans: they must not yield the unchanged file a second time.
-    c = Collector([out], rescan_interval=0.05)
-    try:
+    async with Collector([out], rescan_interval=0.05) as c:
         await c.wait_seen(old)
         await c.sentinel(out, "after.png")
         assert c.count(old) == 1
-    finally:
-        await c.close()
 
 
 async def test_initial_scan_off_skips_existing_files(out: Path) -> None:
     old = out / "old.png"
     old.write_bytes(image_bytes("PNG"))
-    c = Collector([out], initial_scan=False, rescan_interval=0.05)
-    try:
+    async with Collector([out], initial_scan=False, rescan_interval=0.05) as c:
         # Anything written before the watcher is ready counts as "existing" when initial_scan
         # is off, so the new file must come after.
         await asyncio.wait_for(c.ready.wait(), 5)
         await c.sentinel(out, "new.png")
         assert c.count(old) == 0
-    finally:
-        await c.close()
 
 
 async def test_rewritten_file_is_yielded_again(out: Path) -> None:
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         target = out / "a.png"
         target.write_bytes(image_bytes("PNG", seed=1))
         await c.wait_seen(target)
         target.write_bytes(image_bytes("PNG", seed=2))  # new content under the same name
         await wait_for(lambda: c.count(target) == 2, 5, "second version yielded")
-    finally:
-        await c.close()
 
 
 async def test_non_images_and_temp_files_are_ignored(out: Path) -> None:
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         png = image_bytes("PNG")
         (out / "notes.txt").write_text("hello")
         (out / "workflow.json").write_text("{}")
@@ -280,24 +264,19 @@ async def test_non_images_and_temp_files_are_ignored(out: Path) -> None:
         (out / ".cache" / "thumb.png").write_bytes(png)
         await c.sentinel(out, "after.png")
         assert [p.name for p in c.seen] == ["after.png"]
-    finally:
-        await c.close()
 
 
 async def test_nested_folders(out: Path) -> None:
     existing = out / "elena" / "2025-10-12" / "a.png"
     existing.parent.mkdir(parents=True)
     existing.write_bytes(image_bytes("PNG"))
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         await c.wait_seen(existing)
         # A folder created after start and filled at once (before any watch on it could exist).
         new = out / "mira" / "deep" / "er"
         new.mkdir(parents=True)
         (new / "b.jpg").write_bytes(image_bytes("JPEG"))
         await c.wait_seen(new / "b.jpg")
-    finally:
-        await c.close()
 
 
 async def test_several_folders_and_stop_event(tmp_path: Path) -> None:
@@ -324,10 +303,7 @@ async def test_backlog_larger_than_one_round_is_fully_yielded(out: Path, monkeyp
     files = [out / f"ComfyUI_{i:05}_.png" for i in range(7)]
     for i, f in enumerate(files):
         f.write_bytes(image_bytes("PNG", (8, 8), seed=i))
-    c = Collector([out])
-    try:
+    async with Collector([out]) as c:
         for f in files:
             await c.wait_seen(f)
         assert sorted(c.seen) == sorted(f.resolve() for f in files)
-    finally:
-        await c.close()

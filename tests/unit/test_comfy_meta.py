@@ -15,54 +15,25 @@ from vaultline.events import ComfyMeta
 
 POSITIVE = "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,"
 
+
+def node(class_type: str, title: str, **inputs) -> dict:
+    """One node of a graph in ComfyUI's API format."""
+    return {"inputs": inputs, "class_type": class_type, "_meta": {"title": title}}
+
+
 # ComfyUI's default txt2img graph as SaveImage stores it in the `prompt` chunk (API format).
 DEFAULT_API_PROMPT = {
-    "3": {
-        "inputs": {
-            "seed": 156680208700286,
-            "steps": 20,
-            "cfg": 8,
-            "sampler_name": "euler",
-            "scheduler": "normal",
-            "denoise": 1,
-            "model": ["4", 0],
-            "positive": ["6", 0],
-            "negative": ["7", 0],
-            "latent_image": ["5", 0],
-        },
-        "class_type": "KSampler",
-        "_meta": {"title": "KSampler"},
-    },
-    "4": {
-        "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"},
-        "class_type": "CheckpointLoaderSimple",
-        "_meta": {"title": "Load Checkpoint"},
-    },
-    "5": {
-        "inputs": {"width": 512, "height": 512, "batch_size": 1},
-        "class_type": "EmptyLatentImage",
-        "_meta": {"title": "Empty Latent Image"},
-    },
-    "6": {
-        "inputs": {"text": POSITIVE, "clip": ["4", 1]},
-        "class_type": "CLIPTextEncode",
-        "_meta": {"title": "CLIP Text Encode (Prompt)"},
-    },
-    "7": {
-        "inputs": {"text": "text, watermark", "clip": ["4", 1]},
-        "class_type": "CLIPTextEncode",
-        "_meta": {"title": "CLIP Text Encode (Prompt)"},
-    },
-    "8": {
-        "inputs": {"samples": ["3", 0], "vae": ["4", 2]},
-        "class_type": "VAEDecode",
-        "_meta": {"title": "VAE Decode"},
-    },
-    "9": {
-        "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]},
-        "class_type": "SaveImage",
-        "_meta": {"title": "Save Image"},
-    },
+    "3": node(
+        "KSampler", "KSampler",
+        seed=156680208700286, steps=20, cfg=8, sampler_name="euler", scheduler="normal", denoise=1,
+        model=["4", 0], positive=["6", 0], negative=["7", 0], latent_image=["5", 0],
+    ),  # fmt: skip
+    "4": node("CheckpointLoaderSimple", "Load Checkpoint", ckpt_name="v1-5-pruned-emaonly.safetensors"),
+    "5": node("EmptyLatentImage", "Empty Latent Image", width=512, height=512, batch_size=1),
+    "6": node("CLIPTextEncode", "CLIP Text Encode (Prompt)", text=POSITIVE, clip=["4", 1]),
+    "7": node("CLIPTextEncode", "CLIP Text Encode (Prompt)", text="text, watermark", clip=["4", 1]),
+    "8": node("VAEDecode", "VAE Decode", samples=["3", 0], vae=["4", 2]),
+    "9": node("SaveImage", "Save Image", filename_prefix="ComfyUI", images=["8", 0]),
 }
 
 # The same graph in the UI format the web frontend sends as extra_pnginfo["workflow"].

@@ -112,6 +112,19 @@ async def run(event, store, storage, platform, **kw):
     )  # fmt: skip
 
 
+async def in_review(world):
+    """The world with the image's file in the review folder."""
+    store, storage = world
+    await storage.put(f"elena/3_review/{NAME}", b"png")
+    return store, storage
+
+
+async def run_dies(event, store, storage, platform) -> None:
+    """A run that ends in TransientError: the bus would deliver the event again."""
+    with pytest.raises(TransientError):
+        await run(event, store, storage, platform)
+
+
 async def test_happy_path_files_the_image_and_emits_media_uploaded(world):
     store, storage = world
     await storage.put(f"elena/4_approved/ppv/{NAME}", b"stripped-png")
@@ -129,12 +142,10 @@ async def test_happy_path_files_the_image_and_emits_media_uploaded(world):
 
 @pytest.mark.parametrize("step", STEPS)
 async def test_crash_after_any_platform_step_resumes_without_a_second_media(world, step):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     platform.crash_after = step
-    with pytest.raises(TransientError):
-        await run(event, store, storage, platform)  # dies: the bus redelivers
+    await run_dies(event, store, storage, platform)  # dies: the bus redelivers
     state = await run(event, store, storage, platform)
     assert state.step == "done"
     assert len(platform.completed) == 1 and sum(len(v) for v in platform.attached.values()) == 1
@@ -146,8 +157,7 @@ async def test_crash_after_any_platform_step_resumes_without_a_second_media(worl
 
 @pytest.mark.parametrize("committed_step", ["created", "parts_done", "completed", "ready", "attached"])
 async def test_crash_right_after_a_step_is_committed_repeats_nothing(world, committed_step):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     real_save = store.save
 
@@ -157,8 +167,7 @@ async def test_crash_right_after_a_step_is_committed_repeats_nothing(world, comm
             raise Crash(committed_step)
 
     store.save = save_then_die
-    with pytest.raises(TransientError):
-        await run(event, store, storage, platform)
+    await run_dies(event, store, storage, platform)
     store.save = real_save
     await run(event, store, storage, platform)
     assert platform.calls == STEPS  # every step ran exactly once
@@ -166,8 +175,7 @@ async def test_crash_right_after_a_step_is_committed_repeats_nothing(world, comm
 
 
 async def test_redelivery_after_done_does_nothing(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     await run(event, store, storage, platform)
     await run(event, store, storage, platform)
@@ -175,8 +183,7 @@ async def test_redelivery_after_done_does_nothing(world):
 
 
 async def test_permanent_refusal_fails_visibly_and_retry_resumes_at_that_step(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     platform.refuse = "attach"
     state = await run(event, store, storage, platform)
@@ -197,19 +204,16 @@ async def test_permanent_refusal_fails_visibly_and_retry_resumes_at_that_step(wo
 
 
 async def test_transient_errors_go_back_to_the_bus_until_the_last_attempt(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     platform.flaky = "complete"
-    with pytest.raises(TransientError):
-        await run(event, store, storage, platform)
+    await run_dies(event, store, storage, platform)
     state = await run(event, store, storage, platform, final_attempt=True)
     assert state.step == "failed" and "gave up" in store.outbox[-1].payload.reason
 
 
 async def test_a_feed_approval_can_ask_for_a_post(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform = FakePlatform()
     post = {"audience": "subscribers", "text": "new set", "publish_at": "2026-12-01T10:00:00+00:00"}
     await run(approved("feed", post=post, description="new set"), store, storage, platform)
@@ -221,12 +225,10 @@ FEED_POST = {"audience": "subscribers", "text": "new set"}
 
 
 async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved("feed", post=FEED_POST)
     platform.crash_after = "create_post"
-    with pytest.raises(TransientError):
-        await run(event, store, storage, platform)
+    await run_dies(event, store, storage, platform)
     assert store.states[CID].step == "posting"  # recorded before the request
     state = await run(event, store, storage, platform)
     assert state.step == "done" and state.post_uuid == "post-1"
@@ -235,20 +237,17 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(world):
 
 
 async def test_a_post_that_never_reached_the_platform_is_created_on_resume(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved("feed", post=FEED_POST)
     platform.flaky = "create_post"
-    with pytest.raises(TransientError):
-        await run(event, store, storage, platform)
+    await run_dies(event, store, storage, platform)
     platform.flaky = None
     state = await run(event, store, storage, platform)
     assert state.step == "done" and len(platform.posts) == 1
 
 
 async def test_a_second_run_while_one_holds_the_upload_touches_nothing(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     async with store.exclusive(CID):  # another worker is running this upload
         with pytest.raises(upload.UploadBusy):
@@ -259,8 +258,7 @@ async def test_a_second_run_while_one_holds_the_upload_touches_nothing(world):
 
 
 async def test_a_retry_request_while_the_upload_runs_changes_nothing(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform = FakePlatform()
     retry = new_event("media.upload_retry_requested", creator="elena", key=CID, payload={})
     async with store.exclusive(CID):  # the approval's run is on the platform right now
@@ -269,8 +267,7 @@ async def test_a_retry_request_while_the_upload_runs_changes_nothing(world):
 
 
 async def test_a_run_whose_step_moved_under_it_stops_without_repeating_a_platform_call(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     real = platform.upload_parts
 
@@ -289,8 +286,7 @@ async def test_a_run_whose_step_moved_under_it_stops_without_repeating_a_platfor
 async def test_the_run_sends_heartbeats_while_it_waits_on_the_platform(world):
     import asyncio
 
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     platform, event = FakePlatform(), approved()
     beats = []
     real = platform.wait_ready
@@ -317,8 +313,7 @@ async def test_content_not_projected_yet_is_retried_later():
 
 
 async def test_local_platform_runs_the_same_steps(world):
-    store, storage = world
-    await storage.put(f"elena/3_review/{NAME}", b"png")
+    store, storage = await in_review(world)
     state = await run(approved("archive"), store, storage, LocalPlatform())
     assert state.step == "done" and uuid.UUID(state.media_uuid)
     assert await storage.get(f"elena/5_uploaded/archive/{NAME}") == b"png"
