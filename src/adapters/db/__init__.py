@@ -32,8 +32,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=_init_connection)
+async def create_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None
+) -> asyncpg.Pool:
+    """`schema`: every connection's search_path (replay --rebuild projects into a fresh one)."""
+    return await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection,
+        server_settings={"search_path": schema} if schema else None,
+    )  # fmt: skip
 
 
 class PostgresContentRepository:

@@ -1,0 +1,276 @@
+"""Replay and audit over the EVENTS stream: rebuild every projection into a fresh schema and
+compare it with the live tables, re-run one handler from a point, export a window of events.
+
+The handlers are the real ones (bootstrap.REPLAYABLE); only the unit of work differs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_events
+from vaultline.adapters.bus.topology import CONSUMERS
+from vaultline.adapters.db import create_pool
+from vaultline.adapters.db.rebuild import (
+    BatchPool,
+    TableDiff,
+    compare_table,
+    connect_schema,
+    create_rebuild_schema,
+    drop_schema,
+    live_schema,
+    stamp,
+    swap,
+)
+from vaultline.bootstrap import REPLAYABLE, Projector
+from vaultline.settings import Settings
+
+log = structlog.get_logger("vaultline.replay")
+BATCH = 500  # events per rebuild transaction
+READ_BATCH = 1000
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` one token, `>` the rest."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+@dataclass
+class RebuildResult:
+    schema: str
+    live: str
+    events: int = 0
+    applied: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # events a handler refused (live: dead letters)
+    tables: dict[str, TableDiff] = field(default_factory=dict)
+    backup: str | None = None
+
+    @property
+    def differences(self) -> int:
+        return sum(len(t.differences) for t in self.tables.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "tables": {n: t.summary() for n, t in self.tables.items()},
+            "differences": self.differences,
+        }
+
+
+Progress = Callable[[int, int], None]  # (events done, events total)
+
+
+async def _feed(conn: Any, projectors: list[tuple[tuple[str, ...], Projector]], batch: list[StoredEvent],
+                result: RebuildResult) -> None:  # fmt: skip
+    """One transaction for the batch; when any event fails, the batch is redone with a savepoint
+    per event so only the failing events are left out (as live they would be dead letters)."""
+    pool_conn = conn.conn
+
+    async def run(isolated: bool) -> None:
+        pool_conn.isolated = isolated
+        for se in batch:
+            assert se.event is not None
+            for filters, apply in projectors:
+                if not any(subject_matches(f, se.subject) for f in filters):
+                    continue
+                if not isolated:
+                    result.applied += bool(await apply(se.event, se.seq))
+                    continue
+                try:
+                    result.applied += bool(await apply(se.event, se.seq))
+                except Exception as e:  # noqa: BLE001 - reported, never hidden
+                    result.failed.append({"seq": se.seq, "type": se.event.type, "error": f"{type(e).__name__}: {e}"})
+
+    applied_before, raw = result.applied, pool_conn._conn
+    try:
+        async with raw.transaction():
+            await run(False)
+        return
+    except Exception:
+        result.applied = applied_before
+    async with raw.transaction():
+        await run(True)
+
+
+async def rebuild(
+    s: Settings, *, progress: Progress | None = None, keep: bool = True, schema: str | None = None
+) -> RebuildResult:
+    """Feed every stored event to every replayable handler into a fresh schema, then compare."""
+    import asyncpg
+
+    admin = await asyncpg.connect(s.database_url)
+    live = await live_schema(admin)
+    result = RebuildResult(schema=schema or f"rebuild_{stamp()}", live=live)
+    await create_rebuild_schema(s.database_url, result.schema)
+    conn = await connect_schema(s.database_url, result.schema)
+    pool = BatchPool(conn)
+    projectors = [(CONSUMERS[name].filter_subjects, r.projector(pool)) for name, r in REPLAYABLE.items()]
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
+    try:
+        end = await last_seq(js)
+        batch: list[StoredEvent] = []
+        async for se in read_events(js, batch=READ_BATCH):
+            if se.seq > end:
+                break
+            result.events += 1
+            if se.event is None:
+                result.failed.append({"seq": se.seq, "type": None, "error": se.error})
+            else:
+                batch.append(se)
+            if len(batch) >= BATCH:
+                await _feed(pool, projectors, batch, result)
+                batch = []
+                if progress:
+                    progress(result.events, end)
+        if batch:
+            await _feed(pool, projectors, batch, result)
+        if progress:
+            progress(result.events, max(end, result.events))
+        for r in REPLAYABLE.values():
+            for spec in r.tables:
+                result.tables[spec.name] = await compare_table(admin, spec, live, result.schema)
+    except BaseException:
+        if not keep:
+            await drop_schema(admin, result.schema)
+        raise
+    finally:
+        await nc.close()
+        await conn.close()
+        await admin.close()
+    return result
+
+
+async def compare(s: Settings, rebuilt: str) -> dict[str, TableDiff]:
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        live = await live_schema(conn)
+        return {spec.name: await compare_table(conn, spec, live, rebuilt)
+                for r in REPLAYABLE.values() for spec in r.tables}  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def swap_live(s: Settings, rebuilt: str) -> str:
+    """Make `rebuilt` the live schema; returns the backup schema's name (the old live tables)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        live = await live_schema(conn)
+        backup = f"replay_backup_{stamp()}"
+        specs = [spec for r in REPLAYABLE.values() for spec in r.tables]
+        await swap(conn, specs, live, rebuilt, backup)
+        return backup
+    finally:
+        await conn.close()
+
+
+async def drop(s: Settings, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await drop_schema(conn, schema)
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- one handler
+
+
+@dataclass
+class HandlerReplay:
+    handler: str
+    seen: int = 0
+    applied: int = 0
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"handler": self.handler, "seen": self.seen, "applied": self.applied, "skipped": self.skipped,
+                "failed": self.failed}  # fmt: skip
+
+
+async def replay_handler(
+    s: Settings, name: str, *, from_seq: int | None = None, since: datetime | None = None
+) -> HandlerReplay:
+    """Re-run one handler through a new ephemeral consumer on its own filter subjects, from a
+    stream sequence or a time, on the live database: processed_events skips what it has done."""
+    if name not in REPLAYABLE:
+        raise ValueError(f"handler {name!r} cannot be replayed; replayable: {', '.join(REPLAYABLE)}")
+    pool = await create_pool(s.database_url, min_size=1, max_size=2)
+    apply = REPLAYABLE[name].projector(pool)
+    result = HandlerReplay(name)
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
+    try:
+        end = await last_seq(js)
+        async for se in read_events(js, subjects=CONSUMERS[name].filter_subjects, start_seq=from_seq,
+                                    start_time=since, batch=READ_BATCH):  # fmt: skip
+            if se.seq > end:
+                break
+            result.seen += 1
+            if se.event is None:
+                result.failed.append({"seq": se.seq, "error": se.error})
+                continue
+            try:
+                if await apply(se.event, se.seq):
+                    result.applied += 1
+                else:
+                    result.skipped += 1
+            except Exception as e:  # noqa: BLE001 - reported per event
+                result.failed.append({"seq": se.seq, "error": f"{type(e).__name__}: {e}"})
+    finally:
+        await nc.close()
+        await pool.close()
+    return result
+
+
+# --------------------------------------------------------------------------- audit export
+
+
+async def audit_events(
+    s: Settings, *, since: datetime, until: datetime, creator: str | None = None
+) -> AsyncIterator[StoredEvent]:
+    """Every event stored in [since, until), oldest first (optionally one creator's)."""
+    subject = f"*.*.{creator}.*" if creator else ">"
+    nc, js = await connect(s.nats_url, name="vaultline-audit")
+    try:
+        end = await last_seq(js)
+        async for se in read_events(js, subject=subject, start_time=since, batch=READ_BATCH):
+            if se.seq > end or (se.stored_at is not None and se.stored_at >= until):
+                break
+            yield se
+    finally:
+        await nc.close()
+
+
+def causes(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """event_id -> a readable 'caused by' for each row: the causing event's seq and type when it
+    is among the rows, else its id."""
+    by_id = {r.get("event_id"): r for r in rows if r.get("event_id")}
+    out: dict[str, str] = {}
+    for r in rows:
+        cause = r.get("causation_id")
+        if not r.get("event_id"):
+            continue
+        if not cause:
+            out[r["event_id"]] = "-"
+        elif cause in by_id:
+            c = by_id[cause]
+            out[r["event_id"]] = f"#{c['seq']} {c['type']}"
+        else:
+            out[r["event_id"]] = f"{uuid.UUID(cause)!s:.8} (another key)"
+    return out
