@@ -30,7 +30,7 @@ from vaultline.adapters.bus.stream import JetStreamReader, connect
 from vaultline.adapters.bus.topology import CONSUMERS, ConsumerSpec
 from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, record_delivery_failure
 from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
-from vaultline.adapters.db.rebuild import TableSpec
+from vaultline.adapters.db.rebuild import ContentBuffer, TableSpec
 from vaultline.adapters.outbox import OutboxRelay
 from vaultline.adapters.platforms import PlatformResolver
 from vaultline.events import Envelope
@@ -162,6 +162,9 @@ class Replayable:
 
     projector: Callable[[Any], Projector]
     tables: tuple[TableSpec, ...]
+    # Optional: the same handler over the rebuild's in-memory ContentBuffer (no round trip per
+    # event). Without it the rebuild runs `projector` on SQL, flushing the buffer first.
+    bulk: Callable[[ContentBuffer], Projector] | None = None
 
 
 def _tracker_projector(pool: Any) -> Projector:
@@ -169,6 +172,13 @@ def _tracker_projector(pool: Any) -> Projector:
 
     async def apply(event: Envelope, seq: int) -> bool:
         return await tracker.handle(event, uow=uow, stream_seq=seq)
+
+    return apply
+
+
+def _tracker_bulk(buffer: ContentBuffer) -> Projector:
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await tracker.handle(event, uow=buffer.uow, stream_seq=seq)
 
     return apply
 
@@ -188,7 +198,7 @@ def _sales_projector(pool: Any) -> Projector:
 # The one list of projections (in feeding order: content before the sales that count on it).
 # A new projection (chat's messages/suggestions, analytics' aggregates) adds its entry here.
 REPLAYABLE: dict[str, Replayable] = {
-    "tracker": Replayable(_tracker_projector, (TableSpec("content", ("id",)),)),
+    "tracker": Replayable(_tracker_projector, (TableSpec("content", ("id",)),), bulk=_tracker_bulk),
     "sales": Replayable(
         _sales_projector,
         (

@@ -5,6 +5,7 @@ The handlers are the real ones (bootstrap.REPLAYABLE); only the unit of work dif
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import create_pool
 from vaultline.adapters.db.rebuild import (
     BatchPool,
+    ContentBuffer,
     TableDiff,
     compare_table,
     connect_schema,
@@ -71,36 +73,96 @@ class RebuildResult:
 Progress = Callable[[int, int], None]  # (events done, events total)
 
 
-async def _feed(conn: Any, projectors: list[tuple[tuple[str, ...], Projector]], batch: list[StoredEvent],
+@dataclass(frozen=True)
+class _Feeder:
+    filters: tuple[str, ...]
+    apply: Projector
+    bulk: bool  # runs over the ContentBuffer; else on SQL (buffer flushed before, cleared after)
+
+
+async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], batch: list[StoredEvent],
                 result: RebuildResult) -> None:  # fmt: skip
     """One transaction for the batch; when any event fails, the batch is redone with a savepoint
     per event so only the failing events are left out (as live they would be dead letters)."""
-    pool_conn = conn.conn
+    conn = pool.conn
+
+    async def one(f: _Feeder, se: StoredEvent, isolated: bool) -> None:
+        assert se.event is not None
+        if not f.bulk:
+            await buffer.flush()  # the SQL handler sees every row projected before this event
+        try:
+            if isolated:  # a savepoint per event: a failure undoes this event only
+                async with conn.raw.transaction():
+                    done = await f.apply(se.event, se.seq)
+                    await buffer.flush()
+            else:
+                done = await f.apply(se.event, se.seq)
+            result.applied += bool(done)
+        except Exception:
+            if isolated:
+                buffer.discard_pending()
+            raise
+        finally:
+            if not f.bulk:
+                buffer.clear()  # it may have changed content rows (purchase counters)
 
     async def run(isolated: bool) -> None:
-        pool_conn.isolated = isolated
+        tracker_keys = [uuid.UUID(se.event.key) for se in batch if se.event is not None and _is_uuid(se.event.key)]
+        buffer.expected = tracker_keys
+        await buffer.prefetch(tracker_keys)
         for se in batch:
-            assert se.event is not None
-            for filters, apply in projectors:
-                if not any(subject_matches(f, se.subject) for f in filters):
+            for f in feeders:
+                if not any(subject_matches(p, se.subject) for p in f.filters):
                     continue
                 if not isolated:
-                    result.applied += bool(await apply(se.event, se.seq))
+                    await one(f, se, isolated)
                     continue
                 try:
-                    result.applied += bool(await apply(se.event, se.seq))
+                    await one(f, se, isolated)
                 except Exception as e:  # noqa: BLE001 - reported, never hidden
+                    assert se.event is not None
                     result.failed.append({"seq": se.seq, "type": se.event.type, "error": f"{type(e).__name__}: {e}"})
+        await buffer.flush()
 
-    applied_before, raw = result.applied, pool_conn._conn
+    applied_before = result.applied
     try:
-        async with raw.transaction():
+        async with conn.raw.transaction():
             await run(False)
         return
     except Exception:
         result.applied = applied_before
-    async with raw.transaction():
+        buffer.rollback()
+    async with conn.raw.transaction():
         await run(True)
+
+
+def _is_uuid(key: str) -> bool:
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return False
+    return True
+
+
+async def _read_batches(js: Any, end: int, out: "asyncio.Queue[list[StoredEvent] | None]",
+                        result: RebuildResult) -> None:  # fmt: skip
+    batch: list[StoredEvent] = []
+    try:
+        async for se in read_events(js, batch=READ_BATCH):
+            if se.seq > end:
+                break
+            result.events += 1
+            if se.event is None:
+                result.failed.append({"seq": se.seq, "type": None, "error": se.error})
+            else:
+                batch.append(se)
+            if len(batch) >= BATCH:
+                await out.put(batch)
+                batch = []
+        if batch:
+            await out.put(batch)
+    finally:
+        await out.put(None)  # also when reading failed: the feeder stops, `await reader` raises
 
 
 async def rebuild(
@@ -114,29 +176,25 @@ async def rebuild(
     result = RebuildResult(schema=schema or f"rebuild_{stamp()}", live=live)
     await create_rebuild_schema(s.database_url, result.schema)
     conn = await connect_schema(s.database_url, result.schema)
-    pool = BatchPool(conn)
-    projectors = [(CONSUMERS[name].filter_subjects, r.projector(pool)) for name, r in REPLAYABLE.items()]
+    pool, buffer = BatchPool(conn), ContentBuffer(conn)
+    feeders = [_Feeder(CONSUMERS[name].filter_subjects, r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None)
+               for name, r in REPLAYABLE.items()]  # fmt: skip
     nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
         end = await last_seq(js)
-        batch: list[StoredEvent] = []
-        async for se in read_events(js, batch=READ_BATCH):
-            if se.seq > end:
-                break
-            result.events += 1
-            if se.event is None:
-                result.failed.append({"seq": se.seq, "type": None, "error": se.error})
-            else:
-                batch.append(se)
-            if len(batch) >= BATCH:
-                await _feed(pool, projectors, batch, result)
-                batch = []
+        # Reading and parsing the stream overlaps with the database's work on the previous batch.
+        batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
+        reader = asyncio.create_task(_read_batches(js, end, batches, result))
+        try:
+            while (batch := await batches.get()) is not None:
+                await _feed(pool, buffer, feeders, batch, result)
                 if progress:
-                    progress(result.events, end)
-        if batch:
-            await _feed(pool, projectors, batch, result)
+                    progress(batch[-1].seq, end)
+            await reader
+        finally:
+            reader.cancel()
         if progress:
-            progress(result.events, max(end, result.events))
+            progress(max(end, result.events), max(end, result.events))
         for r in REPLAYABLE.values():
             for spec in r.tables:
                 result.tables[spec.name] = await compare_table(admin, spec, live, result.schema)

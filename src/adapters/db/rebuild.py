@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from vaultline.adapters.db import _init_connection
+from vaultline.adapters.db import _init_connection, content_columns, content_upsert_sql
 from vaultline.adapters.db.migrate import migrate
 
 # Tables that are operator input, workflow state of side-effecting handlers or bookkeeping:
@@ -104,17 +104,17 @@ class _NoTransaction:
 
 class _BatchConnection:
     """The batch's connection as the handlers see it: their transactions are no-ops inside the
-    batch's one transaction (fast path), or savepoints (`isolated`, after a batch failed)."""
+    batch's one transaction (the rebuild opens a savepoint per event when it must isolate one)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self.isolated = False
+        self.raw = conn
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
     def transaction(self) -> Any:
-        return self._conn.transaction() if self.isolated else _NoTransaction()
+        return _NoTransaction()
 
 
 class BatchPool:
@@ -238,3 +238,120 @@ async def swap(conn: asyncpg.Connection, specs: Sequence[TableSpec], live: str, 
                 await conn.execute(sql.format(old=_q(live), new=_q(rebuilt)))
         await conn.execute(f"ALTER SCHEMA {_q(live)} RENAME TO {_q(backup)}")
         await conn.execute(f"ALTER SCHEMA {_q(rebuilt)} RENAME TO {_q(live)}")
+
+
+# --------------------------------------------------------------------------- bulk content
+
+
+class _BufferedContent:
+    def __init__(self, buf: "ContentBuffer", staged: dict[Any, dict[str, Any]]) -> None:
+        self._buf, self._staged = buf, staged
+
+    async def get(self, content_id: Any, *, for_update: bool = False) -> dict[str, Any] | None:
+        if content_id in self._staged:
+            return self._staged[content_id]
+        if content_id not in self._buf.rows:
+            await self._buf.prefetch([content_id, *self._buf.expected])
+        return self._buf.rows[content_id]
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        self._staged[row["id"]] = row
+
+
+class _BufferedUnitOfWork:
+    """The tracker's unit of work over ContentBuffer: same port (first_time, content.get/upsert),
+    effects staged and committed into the buffer only when the handler's block exits cleanly."""
+
+    def __init__(self, buf: "ContentBuffer") -> None:
+        self._buf = buf
+        self._staged: dict[Any, dict[str, Any]] = {}
+        self._processed: list[tuple[str, Any, int | None]] = []
+        self.content = _BufferedContent(buf, self._staged)
+
+    async def __aenter__(self) -> "_BufferedUnitOfWork":
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._buf.commit(self._staged, self._processed)
+
+    async def first_time(self, handler: str, event_id: Any, stream_seq: int | None = None) -> bool:
+        if (handler, event_id) in self._buf.done:
+            return False
+        self._processed.append((handler, event_id, stream_seq))
+        return True
+
+    async def add_outbox(self, event: Any) -> None:
+        raise RuntimeError("a replayed projection never writes the outbox")
+
+
+class ContentBuffer:
+    """Content rows of a rebuild held in memory between SQL projections: the tracker's events
+    cost no round trip (rows of a batch are read with one query, written with one pipelined
+    executemany per column set, processed_events with one COPY). `flush` before any handler
+    that reads or writes content with SQL, `clear` after it (it may have changed rows)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.rows: dict[Any, dict[str, Any] | None] = {}
+        self.dirty: set[Any] = set()
+        self.processed: list[tuple[str, Any, int | None]] = []
+        self.done: set[tuple[str, Any]] = set()
+        self.batch_done: list[tuple[str, Any]] = []
+        self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
+
+    def uow(self) -> _BufferedUnitOfWork:
+        return _BufferedUnitOfWork(self)
+
+    def commit(self, staged: dict[Any, dict[str, Any]], processed: list[tuple[str, Any, int | None]]) -> None:
+        self.rows.update(staged)
+        self.dirty.update(staged)
+        self.processed += processed
+        self.done.update((h, e) for h, e, _ in processed)
+        self.batch_done += [(h, e) for h, e, _ in processed]
+
+    async def prefetch(self, ids: Sequence[Any]) -> None:
+        want = list({i for i in ids if i not in self.rows})
+        if not want:
+            return
+        for r in await self.conn.fetch("SELECT * FROM content WHERE id = ANY($1::uuid[])", want):
+            self.rows[r["id"]] = dict(r)
+        for i in want:
+            self.rows.setdefault(i, None)
+
+    async def flush(self) -> None:
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for i in self.dirty:
+            row = self.rows[i]
+            assert row is not None
+            cols = content_columns(row)
+            groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
+        for cols, values in groups.items():
+            await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
+        if self.processed:
+            await self.conn.copy_records_to_table(
+                "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
+                schema_name=await self.conn.fetchval("SELECT current_schema()"),
+            )  # fmt: skip
+        self.dirty.clear()
+        self.processed = []
+        self.batch_done = []
+
+    def clear(self) -> None:
+        """Forget cached rows SQL may have changed (rows not flushed yet stay)."""
+        self.rows = {i: self.rows[i] for i in self.dirty}
+
+    def discard_pending(self) -> None:
+        """Forget what is not flushed yet (its savepoint rolled back)."""
+        self.done.difference_update((h, e) for h, e, _ in self.processed)
+        self.processed = []
+        self.dirty.clear()
+        self.rows.clear()
+
+    def rollback(self) -> None:
+        """The batch's transaction rolled back: forget everything it did."""
+        self.rows.clear()
+        self.dirty.clear()
+        self.processed = []
+        self.done.difference_update(self.batch_done)
+        self.batch_done = []
