@@ -176,3 +176,23 @@ async def _count_stored(js, n: int) -> bool:
 
 async def _after(t: datetime) -> bool:
     return datetime.now(timezone.utc) > t
+
+
+async def test_an_event_a_handler_refuses_is_reported_and_the_rest_of_its_batch_is_projected(settings, js, pool):
+    """As live (where it becomes a dead letter), a poison event is left out, not the batch."""
+    from vaultline.adapters.bus.provision import provision
+
+    await provision(js)
+    events, ids = image_events(2)
+    poison = new_event("image.generated", creator="elena", key="not-a-uuid", payload=events[0].payload)
+    for e in [*events[:4], poison, *events[4:]]:
+        await js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)})
+    result = await replay.rebuild(settings, keep=False)
+    await replay.drop(settings, result.schema)
+    assert result.events == 9
+    assert [(f["seq"], f["type"]) for f in result.failed] == [(5, "image.generated")]
+    assert "not a content id" in result.failed[0]["error"]
+    t = result.tables["content"]
+    assert (t.live_rows, t.rebuilt_rows) == (0, 2)  # nothing live: both images are differences
+    assert {d["key"]["id"] for d in t.differences} == {str(i) for i in ids}
+    assert {d["kind"] for d in t.differences} == {"only_rebuilt"}
