@@ -34,22 +34,27 @@ from vaultline.events import new_event  # noqa: E402
 from vaultline.settings import Settings  # noqa: E402
 
 
+def image_run(cid: uuid.UUID, creator: str = "bench", i: int = 0) -> list:
+    """The events of one image from generation to upload, as the pipeline emits them."""
+    g = new_event("image.generated", creator=creator, key=cid, payload={
+        "storage_key": f"{creator}/1_raw/{cid}.png", "sha256": uuid.uuid4().hex * 2,
+        "phash": f"{uuid.uuid4().int & (2**64 - 1):016x}", "size_bytes": 1000 + i, "original_filename": f"{i}.png"})
+    c = new_event("image.cropped", creator=creator, key=cid, cause=g, payload={
+        "cropped_key": f"{creator}/2_cropped/{cid}.png", "review_key": f"{creator}/3_review/{cid}.png",
+        "mode_used": "chin", "face_found": True, "faces": 1, "cut_y": 500})
+    a = new_event("image.approved", creator=creator, key=cid, cause=c, payload={
+        "vault": "ppv", "price_cents": 999, "tags": ["beach"], "reviewer": "ann"})
+    u = new_event("media.uploaded", creator=creator, key=cid, cause=a, payload={
+        "platform": "local", "media_uuid": f"media-{cid}", "vault": "ppv", "vault_folder": "PPV"})
+    return [g, c, a, u]  # fmt: skip
+
+
 def run_events(n: int, creator: str = "bench", send_every: int = 10) -> list:
     events: list = []
     i = 0
     while len(events) < n:
         cid = uuid.uuid4()
-        g = new_event("image.generated", creator=creator, key=cid, payload={
-            "storage_key": f"{creator}/1_raw/{cid}.png", "sha256": uuid.uuid4().hex * 2,
-            "phash": f"{uuid.uuid4().int & (2**64 - 1):016x}", "size_bytes": 1000, "original_filename": f"{i}.png"})
-        c = new_event("image.cropped", creator=creator, key=cid, cause=g, payload={
-            "cropped_key": f"{creator}/2_cropped/{cid}.png", "review_key": f"{creator}/3_review/{cid}.png",
-            "mode_used": "chin", "face_found": True, "faces": 1, "cut_y": 500})
-        a = new_event("image.approved", creator=creator, key=cid, cause=c, payload={
-            "vault": "ppv", "price_cents": 999, "tags": ["beach"], "reviewer": "ann"})
-        u = new_event("media.uploaded", creator=creator, key=cid, cause=a, payload={
-            "platform": "local", "media_uuid": f"media-{cid}", "vault": "ppv", "vault_folder": "PPV"})
-        events += [g, c, a, u]
+        events += image_run(cid, creator, i)
         if send_every and i % send_every == 0:
             fan, msg = f"fan-{i % 500}", str(uuid.uuid4())
             events.append(new_event("media.sent", creator=creator, key=cid, occurred_at=datetime.now(timezone.utc),

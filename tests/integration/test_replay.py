@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bench.replay import image_run
 from tests.integration.test_dlq_cli import vl
 from tests.integration.test_sends import req
 from tests.waiting import wait_until
@@ -27,22 +28,8 @@ pytestmark = pytest.mark.integration
 
 def image_events(n: int, creator: str = "elena") -> tuple[list, list[uuid.UUID]]:
     """The events of n images from generation to upload, as the pipeline emits them."""
-    events, ids = [], []
-    for i in range(n):
-        cid = uuid.uuid4()
-        ids.append(cid)
-        g = new_event("image.generated", creator=creator, key=cid, payload={
-            "storage_key": f"{creator}/1_raw/{cid}.png", "sha256": uuid.uuid4().hex * 2,
-            "phash": f"{uuid.uuid4().int & (2**64 - 1):016x}", "size_bytes": 1000 + i, "original_filename": f"{i}.png"})
-        c = new_event("image.cropped", creator=creator, key=cid, cause=g, payload={
-            "cropped_key": f"{creator}/2_cropped/{cid}.png", "review_key": f"{creator}/3_review/{cid}.png",
-            "mode_used": "chin", "face_found": True, "faces": 1, "cut_y": 500})
-        a = new_event("image.approved", creator=creator, key=cid, cause=c, payload={
-            "vault": "ppv", "price_cents": 999, "tags": ["beach"], "reviewer": "ann"})
-        u = new_event("media.uploaded", creator=creator, key=cid, cause=a, payload={
-            "platform": "local", "media_uuid": f"media-{cid}", "vault": "ppv", "vault_folder": "PPV"})
-        events += [g, c, a, u]
-    return events, ids  # fmt: skip
+    ids = [uuid.uuid4() for _ in range(n)]
+    return [e for i, cid in enumerate(ids) for e in image_run(cid, creator, i)], ids
 
 
 @pytest.fixture
