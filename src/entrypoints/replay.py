@@ -168,7 +168,8 @@ async def _read_batches(js: Any, end: int, out: "asyncio.Queue[list[StoredEvent]
 async def rebuild(
     s: Settings, *, progress: Progress | None = None, keep: bool = True, schema: str | None = None
 ) -> RebuildResult:
-    """Feed every stored event to every replayable handler into a fresh schema, then compare."""
+    """Feed every stored event to every replayable handler into a fresh schema, then compare.
+    `keep=False`: drop the schema again when the rebuild fails (the caller drops it after use)."""
     import asyncpg
 
     admin = await asyncpg.connect(s.database_url)

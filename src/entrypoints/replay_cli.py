@@ -69,6 +69,9 @@ def replay_command(
     if rebuild_ == (handler is not None):
         err.print("[red]say what to replay[/red]: --rebuild, or --handler NAME with --from-seq N or --since TIME")
         raise typer.Exit(2)
+    if (swap_ or keep) and not rebuild_:
+        err.print("[red]--swap and --keep go with --rebuild[/red]")
+        raise typer.Exit(2)
     s = connected(data_dir, need_db=True)
     if handler is not None:
         if (from_seq is None) == (since is None):
@@ -91,7 +94,8 @@ def replay_command(
     with Progress(TextColumn("rebuild"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                   TimeRemainingColumn(), console=err, transient=as_json) as bar:  # fmt: skip
         task = bar.add_task("rebuild", total=None)
-        result = asyncio.run(replay.rebuild(s, progress=lambda done, total: bar.update(task, completed=done, total=total)))
+        result = asyncio.run(replay.rebuild(s, keep=keep or swap_,  # a failed rebuild leaves nothing behind
+                                            progress=lambda done, total: bar.update(task, completed=done, total=total)))
     for f in result.failed:
         err.print(f"[yellow]seq {f['seq']} not projected[/yellow] ({f['type']}): {f['error']}", highlight=False)
     if as_json:
