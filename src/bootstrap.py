@@ -127,6 +127,100 @@ def _sales(p: Ports) -> RawHandler:
     return event_handler(run)
 
 
+def creator_configs(settings: Settings, ttl: float = 30.0) -> Callable[[str], Any]:
+    """settings.creator with the TOML read at most every `ttl` seconds (persona edits show up
+    without a restart, and a busy chat handler does not read the file per message)."""
+    import time
+
+    cache: dict[str, tuple[float, Any]] = {}
+
+    def get(slug: str) -> Any:
+        now = time.monotonic()
+        hit = cache.get(slug)
+        if hit is None or now - hit[0] > ttl:
+            hit = cache[slug] = (now, settings.creator(slug))
+        return hit[1]
+
+    return get
+
+
+def platform_names(platforms: Any) -> Callable[[str], Any]:
+    """creator -> the platform's name, for ports that must know where a fan is but must never
+    hold a platform (which could send)."""
+
+    async def name_of(creator: str) -> str:
+        return str((await platforms(creator)).name)
+
+    return name_of
+
+
+def chat_ports(p: Ports, drafter: Any) -> Any:
+    """The chat handler's ports. None of them can send a message: offers and profiles get a
+    platform *name* function, never the platform."""
+    from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles, SalesOfferSource
+    from vaultline.handlers.chat import ChatPorts
+
+    s = p.settings
+    configs = creator_configs(s)
+    name_of = platform_names(p.platforms)
+    return ChatPorts(
+        store=PostgresChatStore(p.pool), drafter=drafter,
+        offers=SalesOfferSource(p.pool, name_of, lambda c: configs(c).price_tiers()),
+        profiles=SalesFanProfiles(p.pool, name_of), creator_config=configs, default_model=s.ollama_model,
+        history=s.chat_history,
+    )  # fmt: skip
+
+
+def stored_platform_names(pool: asyncpg.Pool, data_dir: Any) -> Callable[[str], Any]:
+    """creator -> "fanvue" when Fanvue tokens are stored for it, else "local" (what
+    PlatformResolver picks), without building a client: for short-lived CLI commands."""
+    resolver = PlatformResolver(pool, data_dir)
+
+    async def name_of(creator: str) -> str:
+        return "fanvue" if await resolver.has_fanvue(creator) else "local"
+
+    return name_of
+
+
+def inbox_ports(settings: Settings, pool: asyncpg.Pool, platform_of: Callable[[str], Any]) -> Any:
+    """The inbox use cases' ports (CLI and admin app); the sender is separate (chat_sender).
+    `platform_of`: creator -> platform name (platform_names / stored_platform_names)."""
+    from vaultline.adapters.db.chat import PostgresChatStore, SalesFanProfiles
+    from vaultline.handlers.inbox import InboxPorts
+
+    async def content(cid: uuid.UUID) -> dict[str, Any] | None:
+        row = await pool.fetchrow("SELECT * FROM content WHERE id = $1", cid)
+        return dict(row) if row else None
+
+    return InboxPorts(store=PostgresChatStore(pool), profiles=SalesFanProfiles(pool, platform_of),
+                      creator_config=creator_configs(settings), content=content)  # fmt: skip
+
+
+def chat_sender(pool: asyncpg.Pool, platforms: Any) -> Any:
+    """The ONE ChatSender, given only to the inbox's approval action (handlers.inbox.send): an
+    offer goes through issue 9's send guard (handlers.sends.send)."""
+    from vaultline.adapters.chat_sender import GuardedChatSender
+
+    return GuardedChatSender(pool, platforms)
+
+
+def _chat(p: Ports) -> RawHandler:
+    from vaultline.adapters.ollama import OllamaDrafter
+    from vaultline.handlers import chat
+
+    s = p.settings
+    drafter = p.extra["ollama"] = OllamaDrafter(s.ollama_host, timeout=s.ollama_timeout)
+    ports = chat_ports(p, drafter)
+    spec = CONSUMERS["chat"]
+    max_deliver = spec.max_deliver_or(s.max_deliver)
+
+    async def run(event: Envelope, d: Delivery) -> None:
+        await chat.handle(event, ports=ports, heartbeat=d.in_progress, heartbeat_every=spec.heartbeat_every_s,
+                          final_attempt=d.deliveries >= max_deliver)  # fmt: skip
+
+    return event_handler(run)
+
+
 def _dlq(p: Ports) -> RawHandler:
     reader, store = JetStreamReader(p.js), PostgresDeadLetterStore(p.pool)
 
@@ -143,6 +237,7 @@ HANDLERS: dict[str, HandlerFactory] = {
     "library": _library,
     "upload": _upload,
     "sales": _sales,
+    "chat": _chat,
     "dlq": _dlq,
 }
 
@@ -343,6 +438,10 @@ class Runtime:
             runner = self.ports.extra.get("crop_runner")
             if runner is not None:
                 await asyncio.to_thread(runner.close)
+            drafter = self.ports.extra.get("ollama")
+            if drafter is not None:
+                with contextlib.suppress(Exception):
+                    await drafter.close()
             with contextlib.suppress(Exception):
                 await self.ports.platforms.close()
             close = getattr(self.ports.storage, "close", None)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vaultline.adapters.fanvue import DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL
+from vaultline.domain.chat import Persona
 from vaultline.domain.sends import DEFAULT_TIERS, PriceTier
 from vaultline.events import SLUG_RE, CropMode, Vault
 
@@ -87,6 +88,12 @@ class CreatorConfig(BaseModel):
     default_vault: Vault = "feed"
     default_ppv_price_cents: int = 999
     vault_folders: dict[str, str] = Field(default_factory=dict)
+    # Fan chat: who the drafts speak as, which Ollama model drafts them (default:
+    # VAULTLINE_OLLAMA_MODEL), and replies the inbox offers while the model is unavailable.
+    persona: Persona = Field(default_factory=Persona)
+    chat_model: str | None = None
+    templates: list[str] = Field(default_factory=list)
+
     # PPV price by what a fan has spent so far (suggest-ppv):
     # [[creators.x.ppv_price_tiers]] tables of {min_spend_cents, price_cents}.
     ppv_price_tiers: list[PriceTierConfig] = Field(
@@ -181,6 +188,12 @@ class Settings(BaseSettings):
     def _none_when_empty(cls, v: Any) -> Any:
         return None if v == "" else v
 
+    # Fan chat drafts: a local Ollama. The timeout bounds one model call (seconds).
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = "llama3.2"
+    ollama_timeout: float = 120.0
+    chat_history: int = 20  # last N messages of a conversation the model sees
+
     @field_validator("default_creator")
     @classmethod
     def _slug(cls, v: str) -> str:
@@ -252,15 +265,23 @@ class Settings(BaseSettings):
         """Creators listed in vaultline.toml ([creators.<slug>] tables) plus the default one."""
         data = self._file_config()
         out: dict[str, CreatorConfig] = {}
+        base = (self.config_file or Path("vaultline.toml")).parent
         for slug, table in (data.get("creators") or {}).items():
+            table = dict(table)
+            if isinstance(table.get("persona"), dict):
+                table["persona"] = _load_persona(table["persona"], base, slug)
             out[slug] = CreatorConfig(slug=slug, **table)
-        default = data.get("default_creator") or self.default_creator
+        default = self.configured_default_creator()
         out.setdefault(default, CreatorConfig(slug=default))
         if not any(c.comfy_output_dirs for c in out.values()):
             # Nothing configured: the default creator watches DIR/inbox, so `make run` and a
             # folder to drop images into (or to point ComfyUI's output at) is all it takes.
             out[default] = out[default].model_copy(update={"comfy_output_dirs": [self.inbox_dir]})
         return out
+
+    def configured_default_creator(self) -> str:
+        """The default creator: vaultline.toml's `default_creator`, else VAULTLINE_DEFAULT_CREATOR."""
+        return self._file_config().get("default_creator") or self.default_creator
 
     @property
     def inbox_dir(self) -> Path:
@@ -291,6 +312,26 @@ class Settings(BaseSettings):
                 "database_url": self.database_url or info.get("database_url"),
             }
         )
+
+
+def _load_persona(table: dict[str, Any], base: Path, slug: str) -> dict[str, Any]:
+    """`[creators.<slug>.persona]` may point to a TOML file with the persona's keys; keys set
+    in the table itself win over the file's."""
+    ref = table.get("file")
+    if not ref:
+        return table
+    path = Path(ref).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    try:
+        with path.open("rb") as f:
+            loaded = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"creator {slug}: persona file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"creator {slug}: persona file {path} is not valid TOML: {e}") from None
+    loaded = loaded.get("persona", loaded)
+    return {**loaded, **table, "file": str(path)}
 
 
 def read_runtime(data_dir: Path) -> dict[str, Any] | None:

@@ -103,3 +103,16 @@ def pg_data_dir() -> Path:
     data_dir = _pg_temp_dir()
     yield data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- Ollama
+
+
+@pytest.fixture
+def ollama_server():
+    """A started test Ollama (tests/ollama_server.py) on a free loopback port, fresh per test:
+    `host`, `script(...)`, `responder`, `chats`, `counts`."""
+    from tests.ollama_server import OllamaTestServer
+
+    with OllamaTestServer() as server:
+        yield server

@@ -162,3 +162,27 @@ class FakeUploadStore:
 
     async def review_key(self, content_id: uuid.UUID):
         return self.review.get(content_id)
+
+
+class FakeDrafter:
+    """Drafter port in memory: answers from a script (a ModelAnswer, or an exception to raise),
+    then a default one-draft answer. Records every call. Contract: tests/contract/test_drafter.py."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, list[dict[str, str]]]] = []
+
+    async def draft(self, model: str, messages: list[dict[str, str]]) -> Any:
+        from vaultline.domain.chat import ModelAnswer
+
+        self.calls.append((model, messages))
+        item = self.script.pop(0) if self.script else None
+        if isinstance(item, BaseException):
+            raise item
+        if item is None:
+            last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            return ModelAnswer(drafts=[f"thanks for writing: {last[:80]}" if last else "hey you"])
+        return item
+
+    async def close(self) -> None:
+        return None

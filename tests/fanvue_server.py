@@ -584,9 +584,7 @@ class FanvueTestServer:
         size = int(request.query_params.get("size", 15))
         with self._lock:
             items = [self._folder_json(f) for f in self.folders.values()]
-        chunk = items[(page - 1) * size: page * size]
-        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
-                                                           "hasMore": page * size < len(items)}})
+        return _paged(items, page, size)
 
     async def _create_folder(self, request: Request) -> Response:
         if resp := await self._enter(request, "vault.create"):
@@ -646,9 +644,7 @@ class FanvueTestServer:
         size = max(1, int(request.query_params.get("size", 15)))
         with self._lock:
             items = list(reversed(self.posts))  # newest first
-        chunk = items[(page - 1) * size: page * size]
-        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
-                                                           "hasMore": page * size < len(items)}})
+        return _paged(items, page, size)
 
     async def _create_post(self, request: Request) -> Response:
         if resp := await self._enter(request, "posts.create"):
@@ -831,9 +827,7 @@ class FanvueTestServer:
                                               "sentAt": last["sentAt"], "hasMedia": last["hasMedia"],
                                               "mediaType": last["mediaType"], "senderUuid": last["sender"]["uuid"]}})
         chats.sort(key=lambda c: _instant(c["lastMessageAt"]), reverse=True)
-        chunk = chats[(page - 1) * size: page * size]
-        return JSONResponse({"data": chunk, "pagination": {"page": page, "size": size,
-                                                           "hasMore": page * size < len(chats)}})
+        return _paged(chats, page, size)
 
     async def _earnings(self, request: Request) -> Response:
         if resp := await self._enter(request, "insights.earnings"):
@@ -854,6 +848,12 @@ class FanvueTestServer:
         chunk = rows[offset: offset + size]
         more = offset + size < len(rows)
         return JSONResponse({"data": chunk, "nextCursor": str(offset + size) if more else None})
+
+
+def _paged(items: list[Any], page: int, size: int) -> Response:
+    """A page-based list response: {data, pagination: {page, size, hasMore}}."""
+    return JSONResponse({"data": items[(page - 1) * size: page * size],
+                         "pagination": {"page": page, "size": size, "hasMore": page * size < len(items)}})
 
 
 def _instant(value: str) -> datetime:

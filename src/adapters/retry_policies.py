@@ -71,3 +71,7 @@ class RetryPolicy:
 
 # Fanvue: the API, its OAuth token endpoint and the presigned S3 part URLs it hands out.
 FANVUE = RetryPolicy("fanvue", max_attempts=4, backoff_base=0.5, backoff_cap=30.0)
+
+# Ollama on this machine: a refused connection or a 5xx is usually a restart or a model being
+# loaded. Three quick tries, then the suggestion waits (pending) for the bus's backoff.
+OLLAMA = RetryPolicy("ollama", max_attempts=3, backoff_base=0.5, backoff_cap=4.0)

@@ -374,6 +374,7 @@ def ingest(
 
 
 def _register_subcommands() -> None:
+    from vaultline.entrypoints.chat_cli import chat_app, inbox_app
     from vaultline.entrypoints.crop_batch import crop_command
     from vaultline.entrypoints.dlq_cli import dlq_app
     from vaultline.entrypoints.fanvue_cli import fanvue_app
@@ -387,6 +388,8 @@ def _register_subcommands() -> None:
 
     register_sends(app)
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(inbox_app, name="inbox")
+    app.add_typer(chat_app, name="chat")
     from vaultline.entrypoints.replay_cli import register as register_replay
 
     register_replay(app)

@@ -4,9 +4,19 @@ wires real ones, unit tests pass fakes (tests/fakes.py)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from vaultline.events import Envelope
+from vaultline.domain.chat import (
+    ChatLine,
+    ConversationSummary,
+    FanProfile,
+    ModelAnswer,
+    OfferCandidate,
+    OutgoingMessage,
+    Suggestion,
+)
+from vaultline.events import Envelope, PpvOffer
 
 
 class Publisher(Protocol):
@@ -66,3 +76,89 @@ class UnitOfWork(Tracking, Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+# --------------------------------------------------------------------------- fan chat
+# The chat handler gets ChatStore, Drafter, OfferSource and FanProfiles: none of them can send.
+# Only the inbox's approval action (handlers/inbox.py) gets a ChatSender.
+
+
+class Drafter(Protocol):
+    async def draft(self, model: str, messages: list[dict[str, str]]) -> ModelAnswer:
+        """Raises ModelUnavailable (transient) or ModelAnswerInvalid (malformed twice)."""
+
+
+class OfferSource(Protocol):
+    """adapters.db.chat.SalesOfferSource: issue 9's `suggest-ppv` ranking."""
+
+    async def eligible(self, creator: str, fan_id: str, *, limit: int = 5) -> list[OfferCandidate]:
+        """Uploaded PPV content the fan has not received nor a near-copy of, best first."""
+
+
+class FanProfiles(Protocol):
+    """adapters.db.chat.SalesFanProfiles: spend and purchases from issue 9's fans/sends tables."""
+
+    async def profile(self, creator: str, fan_id: str) -> FanProfile: ...
+
+    async def spend(self, creator: str, fan_ids: list[str]) -> dict[str, int]:
+        """Total spend in cents per fan (fans with nothing spent may be missing)."""
+
+
+@dataclass(frozen=True)
+class SentChat:
+    platform: str
+    message_uuid: str
+    media_uuids: tuple[str, ...] = ()
+
+
+class ChatSender(Protocol):
+    """adapters.chat_sender.GuardedChatSender: an offer goes through issue 9's send use case
+    (reserve in `sends`, platform send_message, media.sent)."""
+
+    async def send(
+        self, creator: str, fan_id: str, text: str, *, offer: PpvOffer | None, sent_by: str
+    ) -> SentChat:
+        """Send a text (+ the offer through the send guard) to a fan; the platform's message
+        uuid. Raises Conflict when the guard refuses (nothing sent)."""
+
+
+class ChatStore(Protocol):
+    """Messages and suggestions (adapters/db/chat.py). Methods that change state are one
+    transaction each; `finish` includes the handler's processed_events row."""
+
+    async def receive(self, event: Envelope) -> Suggestion:
+        """Store a message.received and its pending suggestion (idempotent); the current one."""
+
+    async def history(self, creator: str, fan_id: str, *, limit: int, up_to: int | None = None) -> list[ChatLine]:
+        """The last `limit` messages (oldest first), up to message id `up_to`."""
+
+    async def mark_pending(self, suggestion_id: int, reason: str, *, event: Envelope | None = None) -> int:
+        """Count one failed model attempt; returns the attempts so far."""
+
+    async def finish(self, suggestion: Suggestion, *, handler: str, event: Envelope) -> bool:
+        """processed_events + the suggestion's final state + `event` in the outbox, one
+        transaction; False when already finished."""
+
+    async def conversations(self, creator: str | None = None) -> list[ConversationSummary]: ...
+
+    async def creators_of(self, fan_id: str) -> list[str]: ...
+
+    async def latest_suggestion(self, creator: str, fan_id: str) -> Suggestion | None: ...
+
+    async def waiting_since(self, creator: str, fan_id: str) -> Any: ...
+
+    async def reply_times(self, creator: str, fan_id: str) -> list[int]: ...
+
+    async def claim(self, suggestion_id: int) -> str | None:
+        """open -> sending; the previous status, or None when it is not open any more."""
+
+    async def release(self, suggestion_id: int, previous_status: str) -> None: ...
+
+    async def record_sent(
+        self, suggestion_id: int, message: OutgoingMessage, *, draft: int | None, edited: bool,
+        reply_seconds: int | None, event: Envelope,
+    ) -> None: ...  # fmt: skip
+
+    async def discard(self, suggestion_id: int, *, by: str, event: Envelope) -> bool: ...
+
+    async def sent_content(self, creator: str, fan_id: str) -> set[uuid.UUID]: ...

@@ -18,7 +18,7 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-WORKERS = ("tracker", "crop", "upload", "sales", "dlq", "relay")
+WORKERS = ("tracker", "crop", "upload", "sales", "chat", "dlq", "relay")
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 NATS_CONF_IN_CONTAINER = "/etc/nats/nats-server.conf"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.I)

@@ -100,6 +100,14 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             description="sales, sends and fans projections: matches purchases to sends, counts each sale once",
         ),
         ConsumerSpec(
+            "chat",
+            ("message.received.>",),
+            # Ollama down: the suggestion stays pending and the bus redelivers with backoff
+            # (capped at VAULTLINE_RETRY_MAX_DELAY) for about half an hour before `failed`.
+            max_deliver=40,
+            description="drafts reply suggestions for fan messages (heartbeats while the model writes; never sends)",
+        ),
+        ConsumerSpec(
             "dlq",
             ADVISORY_SUBJECTS,
             stream=ADVISORIES_STREAM,

@@ -38,6 +38,11 @@ NOT_COMPARED: dict[str, str] = {
     "its visible outcome is content.status / fanvue_media_uuid via media.* events)",
     "ingest_problems": "files the watcher could not ingest (never became events)",
     "rate_buckets": "shared Fanvue request budget (bookkeeping)",
+    # Chat (issue 10) merged while replay was being built; not rebuilt yet (see README):
+    "messages": "not rebuilt yet: 'in' rows come from message.received via the chat handler's store.receive, "
+    "which also opens the model-drafting suggestion and is not idempotent per event without a platform uuid; "
+    "'out' rows are written by the inbox send, not by a consumer",
+    "suggestions": "model drafts and a person's decisions (operator input), not derivable from events",
 }
 
 # Generated on insert (ids, clocks of the projection itself): never compared.

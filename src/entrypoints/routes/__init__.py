@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultline.entrypoints.routes import fans, ingest, ops, pages, review, webhooks
+from vaultline.entrypoints.routes import fans, inbox, ingest, ops, pages, review, webhooks
 
 ROUTERS: list[APIRouter] = [
     review.router,
@@ -14,4 +14,5 @@ ROUTERS: list[APIRouter] = [
     ops.router,
     webhooks.router,
     fans.router,
+    inbox.router,
 ]

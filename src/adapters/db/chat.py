@@ -1,0 +1,337 @@
+"""Fan chat on PostgreSQL: the ChatStore (messages + suggestions, migration 0007), and the
+OfferSource / FanProfiles the chat handler and the inbox read through, built on issue 9's
+`suggest-ppv` ranking and its fans/sends tables. None of these can send anything."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from vaultline.adapters.db.sales import PostgresSendReads
+from vaultline.domain.chat import (
+    OPEN_STATUSES,
+    ChatLine,
+    ConversationSummary,
+    FanProfile,
+    ModelOffer,
+    OfferCandidate,
+    OutgoingMessage,
+    Suggestion,
+)
+from vaultline.domain.sends import PriceTier
+from vaultline.events import Envelope, MessageReceived
+
+
+
+def _suggestion(row: asyncpg.Record | dict[str, Any]) -> Suggestion:
+    offer = None
+    if row["offer_content_id"] is not None:
+        offer = ModelOffer(content_id=row["offer_content_id"], price_cents=row["offer_price_cents"] or 0)
+    return Suggestion(
+        id=row["id"], creator=row["creator"], fan_id=row["fan_id"], message_id=row["message_id"],
+        message_event_id=row["message_event_id"], status=row["status"], drafts=tuple(row["drafts"] or ()),
+        offer=offer, flags=tuple(row["flags"] or ()), reason=row["reason"], model=row["model"],
+        attempts=row["attempts"], created_at=row["created_at"], updated_at=row["updated_at"],
+        approved_by=row["approved_by"], sent_draft=row["sent_draft"], edited=row["edited"],
+        discarded_by=row["discarded_by"], reply_seconds=row["reply_seconds"],
+    )  # fmt: skip
+
+
+async def _outbox(conn: asyncpg.Connection, event: Envelope) -> None:
+    await conn.execute(
+        "INSERT INTO outbox(event_id, subject, body) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+        event.event_id, event.subject, event.to_json(),
+    )  # fmt: skip
+
+
+async def queue_event(pool: asyncpg.Pool, event: Envelope) -> None:
+    """An event that starts outside a handler (a CLI stand-in) goes out through the outbox."""
+    async with pool.acquire() as conn:
+        await _outbox(conn, event)
+
+
+class PostgresChatStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ------------------------------------------------------------------ the chat handler
+
+    async def receive(self, event: Envelope) -> Suggestion:
+        p = event.payload
+        assert isinstance(p, MessageReceived)
+        name = p.fan.display_name or p.fan.handle
+        # One statement, no explicit lock: ON CONFLICT ... DO UPDATE waits for a concurrent
+        # delivery of the same platform message (webhook + sync + redelivery) to commit and
+        # then returns its row, so both see the same message and the same suggestion.
+        row = await self._pool.fetchrow(
+            """WITH m AS (
+                   INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid,
+                                         media_uuids, price_cents, sent_at, fan_name, event_id)
+                   VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (creator, platform, platform_message_uuid) WHERE platform_message_uuid IS NOT NULL
+                   DO UPDATE SET fan_name = COALESCE(messages.fan_name, EXCLUDED.fan_name)
+                   RETURNING id)
+               INSERT INTO suggestions (creator, fan_id, message_id, message_event_id)
+               SELECT $1, $2, id, $10 FROM m
+               ON CONFLICT (message_id) DO UPDATE SET message_id = suggestions.message_id
+               RETURNING *""",
+            event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
+            p.price_cents, p.sent_at or event.occurred_at, name, event.event_id,
+        )  # fmt: skip
+        return _suggestion(row)
+
+    async def history(self, creator: str, fan_id: str, *, limit: int, up_to: int | None = None) -> list[ChatLine]:
+        rows = await self._pool.fetch(
+            """SELECT direction, text, sent_at, price_cents FROM messages
+               WHERE creator = $1 AND fan_id = $2 AND ($3::bigint IS NULL OR id <= $3)
+               ORDER BY sent_at DESC, id DESC LIMIT $4""",
+            creator, fan_id, up_to, limit,
+        )  # fmt: skip
+        return [ChatLine(r["direction"], r["text"], r["sent_at"], r["price_cents"]) for r in reversed(rows)]
+
+    async def mark_pending(self, suggestion_id: int, reason: str, *, event: Envelope | None = None) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            attempts = await conn.fetchval(
+                """UPDATE suggestions SET attempts = attempts + 1, reason = $2, updated_at = now()
+                   WHERE id = $1 AND status = 'pending' RETURNING attempts""",
+                suggestion_id, reason[:2000],
+            )  # fmt: skip
+            if event is not None and attempts is not None:
+                await _outbox(conn, event)
+            return int(attempts or 0)
+
+    async def finish(self, suggestion: Suggestion, *, handler: str, event: Envelope) -> bool:
+        s = suggestion
+        # One statement = one transaction: processed_events, the suggestion, the outbox event.
+        row = await self._pool.fetchrow(
+            """WITH p AS (
+                   INSERT INTO processed_events(handler, event_id) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING RETURNING 1),
+               u AS (
+                   UPDATE suggestions SET status = $4, drafts = $5, offer_content_id = $6, offer_price_cents = $7,
+                          flags = $8, reason = $9, model = $10, attempts = $11, drafted_at = now(), updated_at = now()
+                   WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p) RETURNING 1),
+               o AS (
+                   INSERT INTO outbox(event_id, subject, body) SELECT $12, $13, $14 WHERE EXISTS (SELECT 1 FROM u)
+                   ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+               SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM o) AS queued""",
+            handler, s.message_event_id, s.id, s.status, list(s.drafts), s.offer.content_id if s.offer else None,
+            s.offer.price_cents if s.offer else None, list(s.flags), s.reason, s.model, s.attempts,
+            event.event_id, event.subject, event.to_json(),
+        )  # fmt: skip
+        # Not updated: already finished, or a person acted on it; the processed row records it.
+        return bool(row["updated"])
+
+    # ------------------------------------------------------------------ the inbox
+
+    async def conversations(self, creator: str | None = None) -> list[ConversationSummary]:
+        rows = await self._pool.fetch(
+            """WITH last AS (
+                   SELECT DISTINCT ON (creator, fan_id) creator, fan_id, text, sent_at
+                   FROM messages WHERE ($1::text IS NULL OR creator = $1)
+                   ORDER BY creator, fan_id, sent_at DESC, id DESC),
+               names AS (
+                   SELECT DISTINCT ON (creator, fan_id) creator, fan_id, fan_name
+                   FROM messages WHERE fan_name IS NOT NULL AND ($1::text IS NULL OR creator = $1)
+                   ORDER BY creator, fan_id, id DESC),
+               open AS (
+                   SELECT DISTINCT ON (s.creator, s.fan_id) s.creator, s.fan_id, s.status, m.sent_at AS since
+                   FROM suggestions s JOIN messages m ON m.id = s.message_id
+                   WHERE s.status = ANY($2::text[]) AND ($1::text IS NULL OR s.creator = $1)
+                   ORDER BY s.creator, s.fan_id, s.id DESC),
+               oldest AS (
+                   SELECT s.creator, s.fan_id, min(m.sent_at) AS since
+                   FROM suggestions s JOIN messages m ON m.id = s.message_id
+                   WHERE s.status = ANY($2::text[]) AND ($1::text IS NULL OR s.creator = $1)
+                   GROUP BY s.creator, s.fan_id)
+               SELECT last.*, names.fan_name, open.status AS open_status, oldest.since
+               FROM last
+               LEFT JOIN names USING (creator, fan_id)
+               LEFT JOIN open USING (creator, fan_id)
+               LEFT JOIN oldest USING (creator, fan_id)""",
+            creator, [*OPEN_STATUSES, "sending"],
+        )  # fmt: skip
+        return [
+            ConversationSummary(
+                creator=r["creator"], fan_id=r["fan_id"], unanswered=r["open_status"] is not None, spend_cents=0,
+                last_message_at=r["sent_at"], last_text=r["text"], suggestion_status=r["open_status"],
+                display_name=r["fan_name"], waiting_since=r["since"],
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    async def creators_of(self, fan_id: str) -> list[str]:
+        rows = await self._pool.fetch("SELECT DISTINCT creator FROM messages WHERE fan_id = $1 ORDER BY 1", fan_id)
+        return [r["creator"] for r in rows]
+
+    async def latest_suggestion(self, creator: str, fan_id: str) -> Suggestion | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM suggestions WHERE creator = $1 AND fan_id = $2 ORDER BY id DESC LIMIT 1", creator, fan_id
+        )
+        return _suggestion(row) if row else None
+
+    async def waiting_since(self, creator: str, fan_id: str) -> datetime | None:
+        return await self._pool.fetchval(
+            """SELECT min(m.sent_at) FROM suggestions s JOIN messages m ON m.id = s.message_id
+               WHERE s.creator = $1 AND s.fan_id = $2 AND s.status = ANY($3::text[])""",
+            creator, fan_id, [*OPEN_STATUSES, "sending"],
+        )  # fmt: skip
+
+    async def reply_times(self, creator: str, fan_id: str) -> list[int]:
+        rows = await self._pool.fetch(
+            """SELECT reply_seconds FROM suggestions
+               WHERE creator = $1 AND fan_id = $2 AND status = 'sent' AND reply_seconds IS NOT NULL ORDER BY id""",
+            creator, fan_id,
+        )  # fmt: skip
+        return [r["reply_seconds"] for r in rows]
+
+    async def claim(self, suggestion_id: int) -> str | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            prev = await conn.fetchval(
+                "SELECT status FROM suggestions WHERE id = $1 FOR UPDATE", suggestion_id
+            )
+            if prev not in OPEN_STATUSES:
+                return None
+            await conn.execute("UPDATE suggestions SET status = 'sending', updated_at = now() WHERE id = $1", suggestion_id)
+            return prev
+
+    async def release(self, suggestion_id: int, previous_status: str) -> None:
+        await self._pool.execute(
+            "UPDATE suggestions SET status = $2, updated_at = now() WHERE id = $1 AND status = 'sending'",
+            suggestion_id, previous_status,
+        )  # fmt: skip
+
+    async def record_sent(
+        self, suggestion_id: int, message: OutgoingMessage, *, draft: int | None, edited: bool,
+        reply_seconds: int | None, event: Envelope,
+    ) -> None:  # fmt: skip
+        m = message
+        async with self._pool.acquire() as conn, conn.transaction():
+            message_id = await conn.fetchval(
+                """INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid, media_uuids,
+                                         content_ids, price_cents, sent_at, sent_by, event_id)
+                   VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   ON CONFLICT (event_id) DO NOTHING RETURNING id""",
+                m.creator, m.fan_id, m.text, m.platform, m.message_uuid, list(m.media_uuids), list(m.content_ids),
+                m.price_cents, m.sent_at, m.sent_by, event.event_id,
+            )  # fmt: skip
+            await conn.execute(
+                """UPDATE suggestions SET status = 'sent', approved_by = $2, approved_at = $3, sent_draft = $4,
+                          edited = $5, sent_message_id = COALESCE($6, sent_message_id), reply_seconds = $7,
+                          updated_at = now()
+                   WHERE id = $1""",
+                suggestion_id, m.sent_by, m.sent_at, draft, edited, message_id, reply_seconds,
+            )  # fmt: skip
+            await self._supersede(conn, suggestion_id)
+            await _outbox(conn, event)
+
+    async def _supersede(self, conn: asyncpg.Connection, suggestion_id: int) -> None:
+        # Older open suggestions of the same conversation are answered by this action.
+        await conn.execute(
+            """UPDATE suggestions o SET status = 'superseded', updated_at = now()
+               FROM suggestions s
+               WHERE s.id = $1 AND o.creator = s.creator AND o.fan_id = s.fan_id AND o.id < s.id
+                 AND o.status = ANY($2::text[])""",
+            suggestion_id, list(OPEN_STATUSES),
+        )  # fmt: skip
+
+    async def discard(self, suggestion_id: int, *, by: str, event: Envelope) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            done = await conn.fetchval(
+                """UPDATE suggestions SET status = 'discarded', discarded_by = $2, discarded_at = now(),
+                          updated_at = now()
+                   WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""",
+                suggestion_id, by, list(OPEN_STATUSES),
+            )  # fmt: skip
+            if done is None:
+                return False
+            await self._supersede(conn, suggestion_id)
+            await _outbox(conn, event)
+            return True
+
+    async def sent_content(self, creator: str, fan_id: str) -> set[uuid.UUID]:
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT unnest(content_ids) AS c FROM messages
+               WHERE creator = $1 AND fan_id = $2 AND direction = 'out'""",
+            creator, fan_id,
+        )  # fmt: skip
+        return {r["c"] for r in rows}
+
+
+# --------------------------------------------------------------------------- issue 9: offers and fan profiles
+
+PlatformOf = Callable[[str], Awaitable[str]]  # creator -> platform name ("fanvue" | "local"); cannot send
+
+
+class SalesOfferSource:
+    """OfferSource on issue 9's `suggest-ppv` ranking (handlers.sends.suggest_ppv): uploaded PPV
+    content the fan has not received nor a near-copy of, best first, priced by spend tier."""
+
+    def __init__(self, pool: asyncpg.Pool, platform_of: PlatformOf,
+                 tiers_of: Callable[[str], Sequence[PriceTier]] | None = None) -> None:  # fmt: skip
+        self._pool = pool
+        self._platform_of = platform_of
+        self._tiers_of = tiers_of
+
+    async def eligible(self, creator: str, fan_id: str, *, limit: int = 5) -> list[OfferCandidate]:
+        from vaultline.handlers.sends import suggest_ppv
+
+        kw = {"tiers": self._tiers_of(creator)} if self._tiers_of else {}
+        found = await suggest_ppv(PostgresSendReads(self._pool), creator=creator, platform=await self._platform_of(creator),
+                                  fan_id=fan_id, limit=limit, **kw)  # fmt: skip
+        if not found:
+            return []
+        rows = {r["id"]: r for r in await self._pool.fetch(
+            "SELECT id, category, description, tags, fanvue_media_uuid FROM content WHERE id = ANY($1::uuid[])",
+            [f.content_id for f in found],
+        )}  # fmt: skip
+        out = []
+        for f in found:
+            r = rows.get(f.content_id)
+            if r is not None:
+                out.append(OfferCandidate(content_id=f.content_id, price_cents=f.price_cents, category=r["category"],
+                                          description=r["description"], tags=tuple(r["tags"] or ()),
+                                          media_uuid=r["fanvue_media_uuid"]))  # fmt: skip
+        return out
+
+
+class SalesFanProfiles:
+    """FanProfiles on issue 9's tables: spend and last purchase from `fans`, what the fan has from
+    `sends` (sent, not failed), categories bought from purchased sends."""
+
+    def __init__(self, pool: asyncpg.Pool, platform_of: PlatformOf) -> None:
+        self._pool = pool
+        self._platform_of = platform_of
+
+    async def profile(self, creator: str, fan_id: str) -> FanProfile:
+        platform = await self._platform_of(creator)
+        row = await self._pool.fetchrow(
+            """SELECT f.lifetime_spend_cents, f.last_purchase_at, COALESCE(f.display_name, f.handle) AS fan_name,
+                      (SELECT array_agg(DISTINCT s.content_id) FROM sends s
+                       WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.status = 'sent') AS received,
+                      (SELECT array_agg(DISTINCT c.category) FROM sends s JOIN content c ON c.id = s.content_id
+                       WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $3 AND s.purchased_at IS NOT NULL
+                         AND c.category IS NOT NULL) AS categories,
+                      (SELECT fan_name FROM messages WHERE creator = $1 AND fan_id = $3 AND fan_name IS NOT NULL
+                       ORDER BY sent_at DESC, id DESC LIMIT 1) AS chat_name
+               FROM (SELECT 1) one
+               LEFT JOIN fans f ON f.creator = $1 AND f.platform = $2 AND f.fan_id = $3""",
+            creator, platform, fan_id,
+        )  # fmt: skip
+        return FanProfile(
+            fan_id=fan_id, display_name=row["fan_name"] or row["chat_name"], spend_cents=int(row["lifetime_spend_cents"] or 0),
+            last_purchase_at=row["last_purchase_at"], categories_bought=tuple(sorted(row["categories"] or ())),
+            received=tuple(sorted(row["received"] or ())),
+        )  # fmt: skip
+
+    async def spend(self, creator: str, fan_ids: list[str]) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            """SELECT fan_id, sum(lifetime_spend_cents) AS spend FROM fans
+               WHERE creator = $1 AND fan_id = ANY($2::text[]) GROUP BY fan_id""",
+            creator, fan_ids,
+        )  # fmt: skip
+        return {r["fan_id"]: int(r["spend"] or 0) for r in rows}
