@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from vaultline.adapters.bus.stream import JetStreamReader, connect
 from vaultline.adapters.bus.topology import CONSUMERS, ConsumerSpec
 from vaultline.adapters.db import PostgresUnitOfWorkFactory, create_pool, record_delivery_failure
 from vaultline.adapters.db.dead_letters import PostgresDeadLetterStore
+from vaultline.adapters.db.rebuild import ContentBuffer, TableSpec
 from vaultline.adapters.outbox import OutboxRelay
 from vaultline.adapters.platforms import PlatformResolver
 from vaultline.events import Envelope
@@ -253,6 +254,93 @@ HANDLERS: dict[str, HandlerFactory] = {
     "sales": _sales,
     "chat": _chat,
     "dlq": _dlq,
+}
+
+
+# --------------------------------------------------------------------------- replay
+
+# A projector: the real handler's handle() bound to stores over `pool` (the live pool, or the
+# rebuild's BatchPool into a fresh schema). Returns False when the event was already processed.
+Projector = Callable[[Envelope, int], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Replayable:
+    """A handler whose Postgres effects are a pure function of the events it consumes: `replay
+    --rebuild` feeds it every stored event matching its consumer's filter; `replay --handler`
+    re-runs it from a point. `tables`: what it projects, compared row by row."""
+
+    projector: Callable[[Any], Projector]
+    tables: tuple[TableSpec, ...]
+    # Optional: the same handler over the rebuild's in-memory ContentBuffer (no round trip per
+    # event). Without it the rebuild runs `projector` on SQL, flushing the buffer first.
+    bulk: Callable[[ContentBuffer], Projector] | None = None
+    # False: `replay --handler` only (its tables are in rebuild.NOT_COMPARED, carried on --swap).
+    in_rebuild: bool = True
+
+
+def _tracker_projector(pool: Any) -> Projector:
+    uow = PostgresUnitOfWorkFactory(pool)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await tracker.handle(event, uow=uow, stream_seq=seq)
+
+    return apply
+
+
+def _tracker_bulk(buffer: ContentBuffer) -> Projector:
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await tracker.handle(event, uow=buffer.uow, stream_seq=seq)
+
+    return apply
+
+
+def _sales_projector(pool: Any) -> Projector:
+    from vaultline.adapters.db.sales import PostgresSalesStore
+    from vaultline.handlers import sales
+
+    store = PostgresSalesStore(pool)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await sales.handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
+def _analytics_projector(pool: Any) -> Projector:
+    from vaultline.adapters.db.analytics import PostgresAnalyticsStore
+    from vaultline.handlers import analytics
+
+    store = PostgresAnalyticsStore(pool)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await analytics.handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
+# The one list of projections (in feeding order: content before the sales that count on it).
+# A new projection (chat's messages/suggestions, analytics' aggregates) adds its entry here.
+REPLAYABLE: dict[str, Replayable] = {
+    "tracker": Replayable(_tracker_projector, (TableSpec("content", ("id",)),), bulk=_tracker_bulk),
+    "sales": Replayable(
+        _sales_projector,
+        (
+            # tags and notes are the operator's; carried over on --swap.
+            TableSpec("fans", ("creator", "platform", "fan_id"), ignore=("tags", "notes"), carry=(
+                "UPDATE {new}.fans n SET tags = o.tags, notes = o.notes FROM {old}.fans o "
+                "WHERE (n.creator, n.platform, n.fan_id) = (o.creator, o.platform, o.fan_id)",
+            )),
+            # Only sent rows come from events (media.sent); reservations in flight are the send
+            # use case's and carried over. Row and attempt ids are generated.
+            TableSpec("sends", ("content_id", "platform", "fan_id", "message_uuid"),
+                      ignore=("id", "attempt_id", "reserved_at"), where="status = 'sent'",
+                      carry=("INSERT INTO {new}.sends SELECT * FROM {old}.sends WHERE status <> 'sent'",)),
+            TableSpec("sales", ("creator", "dedupe_key"), ignore=("matched_send_id",)),
+            TableSpec("sale_keys", ("creator", "dedupe_key")),
+        ),  # fmt: skip
+    ),
+    "analytics": Replayable(_analytics_projector, (), in_rebuild=False),
 }
 
 

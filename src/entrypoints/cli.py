@@ -208,20 +208,25 @@ def _event_row(se: Any) -> dict[str, Any]:
     return base | json.loads(e.model_dump_json())
 
 
-def _print_events(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+def _print_events(rows: list[dict[str, Any]], as_json: bool, title: str, *, causation: bool = False) -> None:
+    from vaultline.entrypoints.replay import causes
+
     if as_json:
         for r in rows:
             sys.stdout.write(json.dumps(r) + "\n")
         return
+    caused_by = causes(rows) if causation else {}
     table = Table(title=title)
-    for col in ("seq", "time", "type", "creator", "key", "summary"):
-        table.add_column(col, overflow="fold")
+    cols = ("seq", "time", "type", "caused by", "summary") if causation else ("seq", "time", "type", "creator", "key", "summary")
+    for col in cols:
+        table.add_column(col, overflow="fold", no_wrap=col in ("seq", "time", "type", "caused by"))
     for r in rows:
         if "error" in r:
-            table.add_row(str(r["seq"]), r.get("stored_at") or "", "[red]invalid[/red]", "", "", r["error"])
+            table.add_row(str(r["seq"]), r.get("stored_at") or "", "[red]invalid[/red]", *[""] * (len(cols) - 4), r["error"])
             continue
         summary = ", ".join(f"{k}={v}" for k, v in (r.get("payload") or {}).items() if v not in (None, [], {}, ""))
-        table.add_row(str(r["seq"]), r["occurred_at"][:19], r["type"], r["creator"], r["key"], summary[:120])
+        middle = (caused_by.get(r["event_id"], "-"),) if causation else (r["creator"], r["key"])
+        table.add_row(str(r["seq"]), r["occurred_at"][:19], r["type"], *middle, summary[:120])
     out.print(table)
 
 
@@ -282,7 +287,8 @@ def history(
     if not rows and not as_json:
         err.print(f"no events for {key}")
         raise typer.Exit(1)
-    _print_events(rows, as_json, f"history of {key}")
+    # "caused by": the event (seq, type) whose handling produced this one: the causation chain.
+    _print_events(rows, as_json, f"history of {key}", causation=True)
 
 
 @events_app.command("publish")
@@ -407,6 +413,9 @@ def _register_subcommands() -> None:
     app.add_typer(chat_app, name="chat")
     app.command("stats")(stats_command)
     app.command("report")(report_command)
+    from vaultline.entrypoints.replay_cli import register as register_replay
+
+    register_replay(app)
 
 
 _register_subcommands()

@@ -321,7 +321,7 @@ async def _settle_or_explain(attempt_id: uuid.UUID, store: SendStore, platform: 
     )
 
 
-def _events(rows: Sequence[AttemptRow], platform: str, message_uuid: str) -> list[Envelope]:
+def _events(rows: Sequence[AttemptRow], platform: str, message_uuid: str, sent_at: datetime) -> list[Envelope]:
     bundle = [r.content_id for r in rows]
     return [
         new_event(
@@ -329,6 +329,7 @@ def _events(rows: Sequence[AttemptRow], platform: str, message_uuid: str) -> lis
             creator=r.creator,
             key=r.content_id,
             event_id=derived_id(r.send_id, "media.sent"),
+            occurred_at=sent_at,  # the row's sent_at: a replay of the event rebuilds the same row
             payload={
                 "platform": platform,
                 "fan_id": r.fan_id,
@@ -350,7 +351,7 @@ async def _finish(
     attempt_id: uuid.UUID, message_uuid: str, *, store: SendStore, platform: MessagePlatform, when: datetime, reconciled: bool
 ) -> SendResult:
     rows = await store.attempt(attempt_id)
-    events = _events(rows, platform.name, message_uuid)
+    events = _events(rows, platform.name, message_uuid, when)
     await store.mark_sent(attempt_id, message_uuid, when, events)
     first = rows[0]
     log.info("sent", fan=first.fan_id, message_uuid=message_uuid, contents=len(rows), reconciled=reconciled)

@@ -4,9 +4,9 @@ dead-letter recorder's look-up of the original message."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import nats
 from nats.aio.client import Client as NATS
@@ -74,21 +74,37 @@ async def read_events(
     follow: bool = False,
     stream: str = EVENTS_STREAM,
     batch: int = 256,
+    subjects: Sequence[str] = (),
+    start_time: datetime | None = None,
 ) -> AsyncIterator[StoredEvent]:
-    """Events matching `subject` in stream order, from `start_seq` (default: the beginning).
+    """Events matching `subject` (or any of `subjects`: a handler's filter) in stream order,
+    from `start_seq` or the first stored at/after `start_time` (default: the beginning).
     Without `follow` it stops at the end of the stream; with it, it waits for new ones.
     Uses an ephemeral consumer with no acks: reading never changes any handler's position."""
+    policy = DeliverPolicy.ALL
+    if start_seq:
+        policy = DeliverPolicy.BY_START_SEQUENCE
+    elif start_time is not None:
+        policy = DeliverPolicy.BY_START_TIME
+    many = len(subjects) > 1
+    one = subjects[0] if len(subjects) == 1 else subject
     cfg = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        deliver_policy=policy,
         opt_start_seq=start_seq if start_seq else None,
+        opt_start_time=start_time.astimezone(timezone.utc) if start_time is not None and not start_seq else None,
         inactive_threshold=30.0,
-        filter_subject=subject if subject != ">" else None,
+        filter_subject=one if not many and one != ">" else None,
+        filter_subjects=list(subjects) if many else None,
     )
     info = await js.stream_info(stream)
     if not follow and info.state.messages == 0:
         return
-    sub = await js.pull_subscribe(subject if subject != ">" else "", stream=stream, config=cfg)
+    if many:
+        ci = await js.add_consumer(stream, cfg)
+        sub = await js.pull_subscribe_bind(consumer=ci.name, stream=stream)
+    else:
+        sub = await js.pull_subscribe(one if one != ">" else "", stream=stream, config=cfg)
     try:
         while True:
             if not follow:

@@ -32,8 +32,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size, init=_init_connection)
+async def create_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None
+) -> asyncpg.Pool:
+    """`schema`: every connection's search_path (replay --rebuild projects into a fresh one)."""
+    return await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection,
+        server_settings={"search_path": schema} if schema else None,
+    )  # fmt: skip
 
 
 class PostgresContentRepository:
@@ -49,15 +55,22 @@ class PostgresContentRepository:
         return dict(row) if row else None
 
     async def upsert(self, row: dict[str, Any]) -> None:
-        cols = [c for c in CONTENT_COLUMNS if c in row]
-        values = [row[c] for c in cols]
-        placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
-        await self._conn.execute(
-            f"INSERT INTO content ({', '.join(cols)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
-            *values,
-        )
+        cols = content_columns(row)
+        await self._conn.execute(content_upsert_sql(cols), *[row[c] for c in cols])
+
+
+def content_columns(row: dict[str, Any]) -> tuple[str, ...]:
+    """The content columns a projected row sets (the others keep their defaults / values)."""
+    return tuple(c for c in CONTENT_COLUMNS if c in row)
+
+
+def content_upsert_sql(cols: tuple[str, ...]) -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
+    return (
+        f"INSERT INTO content ({', '.join(cols)}) VALUES ({placeholders}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()"
+    )
 
 
 class PostgresUnitOfWork:

@@ -49,10 +49,11 @@ class MigrationError(RuntimeError):
     pass
 
 
-async def migrate(database_url: str, directory: Path | None = None) -> list[str]:
-    """Apply pending migrations; returns the versions applied by this call."""
+async def migrate(database_url: str, directory: Path | None = None, *, schema: str | None = None) -> list[str]:
+    """Apply pending migrations; returns the versions applied by this call. `schema`: apply them
+    inside that (existing) schema instead of the default one (replay --rebuild)."""
     pending = discover(directory)
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema} if schema else None)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:

@@ -89,7 +89,12 @@ class PostgresFanTx:
         return await fan_history(self.conn, self.creator, self.platform, self.fan_id)
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
-        await upsert_fan(self.conn, self.creator, self.platform, self.fan_id, None)
+        # The fan exists from now on; it is "seen" when a message reaches them (mark_sent), the
+        # time media.sent carries, so a replay of the events rebuilds the same first_seen_at.
+        await self.conn.execute(
+            "INSERT INTO fans(creator, platform, fan_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            self.creator, self.platform, self.fan_id,
+        )  # fmt: skip
         await self.conn.execute("SAVEPOINT reserve")  # the error message below needs the transaction
         try:
             await self.conn.executemany(
@@ -160,6 +165,8 @@ class PostgresSendStore:
                    WHERE attempt_id = $1""",
                 attempt_id, message_uuid, sent_at,
             )  # fmt: skip
+            for creator, platform, fan_id in {(e.creator, e.payload.platform, e.payload.fan_id) for e in events}:
+                await upsert_fan(tx.conn, creator, platform, fan_id, sent_at)
             for e in events:
                 await tx.add_outbox(e)
 

@@ -1,0 +1,335 @@
+"""Replay and audit over the EVENTS stream: rebuild every projection into a fresh schema and
+compare it with the live tables, re-run one handler from a point, export a window of events.
+
+The handlers are the real ones (bootstrap.REPLAYABLE); only the unit of work differs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_events
+from vaultline.adapters.bus.topology import CONSUMERS
+from vaultline.adapters.db import create_pool
+from vaultline.adapters.db.rebuild import (
+    BatchPool,
+    ContentBuffer,
+    TableDiff,
+    compare_table,
+    connect_schema,
+    create_rebuild_schema,
+    drop_schema,
+    live_schema,
+    stamp,
+    swap,
+)
+from vaultline.bootstrap import REPLAYABLE, Projector
+from vaultline.settings import Settings
+
+log = structlog.get_logger("vaultline.replay")
+BATCH = 500  # events per rebuild transaction
+READ_BATCH = 1000
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` one token, `>` the rest."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+@dataclass
+class RebuildResult:
+    schema: str
+    live: str
+    events: int = 0
+    applied: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # events a handler refused (live: dead letters)
+    tables: dict[str, TableDiff] = field(default_factory=dict)
+    backup: str | None = None
+
+    @property
+    def differences(self) -> int:
+        return sum(len(t.differences) for t in self.tables.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "tables": {n: t.summary() for n, t in self.tables.items()},
+            "differences": self.differences,
+        }
+
+
+Progress = Callable[[int, int], None]  # (events done, events total)
+
+
+@dataclass(frozen=True)
+class _Feeder:
+    filters: tuple[str, ...]
+    apply: Projector
+    bulk: bool  # runs over the ContentBuffer; else on SQL (buffer flushed before, cleared after)
+
+
+async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], batch: list[StoredEvent],
+                result: RebuildResult) -> None:  # fmt: skip
+    """One transaction for the batch; when any event fails, the batch is redone with a savepoint
+    per event so only the failing events are left out (as live they would be dead letters)."""
+    conn = pool.conn
+
+    async def one(f: _Feeder, se: StoredEvent, isolated: bool) -> None:
+        assert se.event is not None
+        if not f.bulk:
+            await buffer.flush()  # the SQL handler sees every row projected before this event
+        try:
+            if isolated:  # a savepoint per event: a failure undoes this event only
+                async with conn.raw.transaction():
+                    done = await f.apply(se.event, se.seq)
+                    await buffer.flush()
+            else:
+                done = await f.apply(se.event, se.seq)
+            result.applied += bool(done)
+        except Exception:
+            if isolated:
+                buffer.discard_pending()
+            raise
+        finally:
+            if not f.bulk:
+                buffer.clear()  # it may have changed content rows (purchase counters)
+
+    async def run(isolated: bool) -> None:
+        tracker_keys = [uuid.UUID(se.event.key) for se in batch if se.event is not None and _is_uuid(se.event.key)]
+        buffer.expected = tracker_keys
+        await buffer.prefetch(tracker_keys)
+        for se in batch:
+            for f in feeders:
+                if not any(subject_matches(p, se.subject) for p in f.filters):
+                    continue
+                if not isolated:
+                    await one(f, se, isolated)
+                    continue
+                try:
+                    await one(f, se, isolated)
+                except Exception as e:  # noqa: BLE001 - reported, never hidden
+                    assert se.event is not None
+                    result.failed.append({"seq": se.seq, "type": se.event.type, "error": f"{type(e).__name__}: {e}"})
+        await buffer.flush()
+
+    applied_before = result.applied
+    try:
+        async with conn.raw.transaction():
+            await run(False)
+        return
+    except Exception:
+        result.applied = applied_before
+        buffer.rollback()
+    async with conn.raw.transaction():
+        await run(True)
+
+
+def _is_uuid(key: str) -> bool:
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return False
+    return True
+
+
+async def _read_batches(js: Any, end: int, out: "asyncio.Queue[list[StoredEvent] | None]",
+                        result: RebuildResult) -> None:  # fmt: skip
+    batch: list[StoredEvent] = []
+    try:
+        async for se in read_events(js, batch=READ_BATCH):
+            if se.seq > end:
+                break
+            result.events += 1
+            if se.event is None:
+                result.failed.append({"seq": se.seq, "type": None, "error": se.error})
+            else:
+                batch.append(se)
+            if len(batch) >= BATCH:
+                await out.put(batch)
+                batch = []
+        if batch:
+            await out.put(batch)
+    finally:
+        await out.put(None)  # also when reading failed: the feeder stops, `await reader` raises
+
+
+async def rebuild(
+    s: Settings, *, progress: Progress | None = None, keep: bool = True, schema: str | None = None
+) -> RebuildResult:
+    """Feed every stored event to every replayable handler into a fresh schema, then compare.
+    `keep=False`: drop the schema again when the rebuild fails (the caller drops it after use)."""
+    import asyncpg
+
+    admin = await asyncpg.connect(s.database_url)
+    live = await live_schema(admin)
+    result = RebuildResult(schema=schema or f"rebuild_{stamp()}", live=live)
+    await create_rebuild_schema(s.database_url, result.schema)
+    conn = await connect_schema(s.database_url, result.schema)
+    pool, buffer = BatchPool(conn), ContentBuffer(conn)
+    feeders = [_Feeder(CONSUMERS[name].filter_subjects, r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None)
+               for name, r in REPLAYABLE.items() if r.in_rebuild]  # fmt: skip
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
+    try:
+        end = await last_seq(js)
+        # Reading and parsing the stream overlaps with the database's work on the previous batch.
+        batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
+        reader = asyncio.create_task(_read_batches(js, end, batches, result))
+        try:
+            while (batch := await batches.get()) is not None:
+                await _feed(pool, buffer, feeders, batch, result)
+                if progress:
+                    progress(batch[-1].seq, end)
+            await reader
+        finally:
+            reader.cancel()
+        if progress:
+            progress(max(end, result.events), max(end, result.events))
+        for r in REPLAYABLE.values():
+            for spec in r.tables:
+                result.tables[spec.name] = await compare_table(admin, spec, live, result.schema)
+    except BaseException:
+        if not keep:
+            await drop_schema(admin, result.schema)
+        raise
+    finally:
+        await nc.close()
+        await conn.close()
+        await admin.close()
+    return result
+
+
+async def compare(s: Settings, rebuilt: str) -> dict[str, TableDiff]:
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        live = await live_schema(conn)
+        return {spec.name: await compare_table(conn, spec, live, rebuilt)
+                for r in REPLAYABLE.values() for spec in r.tables}  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def swap_live(s: Settings, rebuilt: str) -> str:
+    """Make `rebuilt` the live schema; returns the backup schema's name (the old live tables)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        live = await live_schema(conn)
+        backup = f"replay_backup_{stamp()}"
+        specs = [spec for r in REPLAYABLE.values() for spec in r.tables]
+        await swap(conn, specs, live, rebuilt, backup)
+        return backup
+    finally:
+        await conn.close()
+
+
+async def drop(s: Settings, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await drop_schema(conn, schema)
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- one handler
+
+
+@dataclass
+class HandlerReplay:
+    handler: str
+    seen: int = 0
+    applied: int = 0
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"handler": self.handler, "seen": self.seen, "applied": self.applied, "skipped": self.skipped,
+                "failed": self.failed}  # fmt: skip
+
+
+async def replay_handler(
+    s: Settings, name: str, *, from_seq: int | None = None, since: datetime | None = None
+) -> HandlerReplay:
+    """Re-run one handler through a new ephemeral consumer on its own filter subjects, from a
+    stream sequence or a time, on the live database: processed_events skips what it has done."""
+    if name not in REPLAYABLE:
+        raise ValueError(f"handler {name!r} cannot be replayed; replayable: {', '.join(REPLAYABLE)}")
+    pool = await create_pool(s.database_url, min_size=1, max_size=2)
+    apply = REPLAYABLE[name].projector(pool)
+    result = HandlerReplay(name)
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
+    try:
+        end = await last_seq(js)
+        async for se in read_events(js, subjects=CONSUMERS[name].filter_subjects, start_seq=from_seq,
+                                    start_time=since, batch=READ_BATCH):  # fmt: skip
+            if se.seq > end:
+                break
+            result.seen += 1
+            if se.event is None:
+                result.failed.append({"seq": se.seq, "error": se.error})
+                continue
+            try:
+                if await apply(se.event, se.seq):
+                    result.applied += 1
+                else:
+                    result.skipped += 1
+            except Exception as e:  # noqa: BLE001 - reported per event
+                result.failed.append({"seq": se.seq, "error": f"{type(e).__name__}: {e}"})
+    finally:
+        await nc.close()
+        await pool.close()
+    return result
+
+
+# --------------------------------------------------------------------------- audit export
+
+
+async def audit_events(
+    s: Settings, *, since: datetime, until: datetime, creator: str | None = None
+) -> AsyncIterator[StoredEvent]:
+    """Every event stored in [since, until), oldest first (optionally one creator's)."""
+    subject = f"*.*.{creator}.*" if creator else ">"
+    nc, js = await connect(s.nats_url, name="vaultline-audit")
+    try:
+        end = await last_seq(js)
+        async for se in read_events(js, subject=subject, start_time=since, batch=READ_BATCH):
+            if se.seq > end or (se.stored_at is not None and se.stored_at >= until):
+                break
+            yield se
+    finally:
+        await nc.close()
+
+
+def causes(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """event_id -> a readable 'caused by' for each row: the causing event's seq and type when it
+    is among the rows, else its id."""
+    by_id = {r.get("event_id"): r for r in rows if r.get("event_id")}
+    out: dict[str, str] = {}
+    for r in rows:
+        cause = r.get("causation_id")
+        if not r.get("event_id"):
+            continue
+        if not cause:
+            out[r["event_id"]] = "-"
+        elif cause in by_id:
+            c = by_id[cause]
+            out[r["event_id"]] = f"#{c['seq']} {c['type']}"
+        else:
+            out[r["event_id"]] = f"{uuid.UUID(cause)!s:.8} (another key)"
+    return out
