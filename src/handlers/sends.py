@@ -461,15 +461,13 @@ async def suggest_ppv(
     if not KEY_RE.match(fan_id or ""):
         raise Invalid(f"not a fan id: {fan_id!r}")
     now = now or utcnow()
-    return rules.suggest(
-        await reads.offerable(creator, platform, fan_id=fan_id, now=now, top=limit),
-        await reads.history(creator, platform, fan_id),
-        await reads.bought(creator, platform, fan_id),
-        spend_cents=await reads.spend_cents(creator, platform, fan_id),
-        now=now,
-        tiers=tiers,
-        limit=limit,
+    offerable, history, bought, spend = await asyncio.gather(
+        reads.offerable(creator, platform, fan_id=fan_id, now=now, top=limit),
+        reads.history(creator, platform, fan_id),
+        reads.bought(creator, platform, fan_id),
+        reads.spend_cents(creator, platform, fan_id),
     )
+    return rules.suggest(offerable, history, bought, spend_cents=spend, now=now, tiers=tiers, limit=limit)
 
 
 # --------------------------------------------------------------------------- local purchases

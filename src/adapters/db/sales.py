@@ -263,7 +263,7 @@ scored AS (
     SELECT id, whole + CASE WHEN uploaded_at IS NULL THEN 0 ELSE
                2 * power(0.5::float8, greatest(0, extract(epoch FROM $7::timestamptz - uploaded_at))::float8 / 86400 / 7)
            END AS score
-    FROM (SELECT *, row_number() OVER (PARTITION BY whole, uploaded_at ORDER BY id::text COLLATE "C") AS nth
+    FROM (SELECT *, row_number() OVER (PARTITION BY whole, uploaded_at ORDER BY id) AS nth
           FROM eligible) e
     WHERE nth <= $5),
 cut AS (SELECT score FROM scored ORDER BY score DESC OFFSET $5 - 1 LIMIT 1)
