@@ -240,8 +240,8 @@ HEX64 = "'^[0-9a-fA-F]{16}$'"
 #   4-decimal rounding differences.
 # domain.sends.suggest still ranks, scores and prices what comes back, so it stays the one
 # definition; this only spares Python the rows that cannot make the top. If a hash anywhere in
-# play is not 16 hex digits (SQL cannot read it the way Python does), every recent row comes
-# back and Python decides all.
+# play is not 16 hex digits (SQL cannot read it the way Python does), or a bought item has a NULL
+# tag (SQL joins never match NULL), every recent row comes back and Python decides all.
 OFFER_CANDIDATES_SQL = f"""
 WITH recent AS (SELECT {OFFERABLE_COLUMNS}, CASE WHEN phash ~ {HEX64} THEN ('x' || phash)::bit(64) END AS bits
                 {OFFERABLE_FROM}),
@@ -252,7 +252,8 @@ b AS (SELECT c.category, c.tags FROM sends s JOIN content c ON c.id = s.content_
 cats AS (SELECT category, count(*) AS n FROM b WHERE category <> '' GROUP BY category),
 tagc AS (SELECT t, count(*) AS n FROM b, LATERAL (SELECT DISTINCT unnest(b.tags) AS t) x GROUP BY t),
 odd AS (SELECT EXISTS (SELECT 1 FROM recent WHERE phash <> '' AND bits IS NULL)
-            OR EXISTS (SELECT 1 FROM has WHERE phash <> '' AND bits IS NULL) AS odd),
+            OR EXISTS (SELECT 1 FROM has WHERE phash <> '' AND bits IS NULL)
+            OR EXISTS (SELECT 1 FROM b WHERE array_position(b.tags, NULL) IS NOT NULL) AS odd),
 tagsum AS (SELECT r.id, sum(tagc.n) AS n FROM recent r, unnest(r.tags) u(t) JOIN tagc ON tagc.t = u.t
            GROUP BY r.id),
 eligible AS (
