@@ -330,6 +330,9 @@ async def test_suggest_ppv_sql_candidates_agree_with_the_pure_rule(pool):
         # a few share an upload time (ties broken by id), the rest spread over ten weeks
         await pool.execute("UPDATE content SET uploaded_at = $2 WHERE id = $1", cid,
                            now - timedelta(days=7 if i % 9 == 0 else rng.uniform(0, 70)))  # fmt: skip
+    for _ in range(6):  # the freshest: one score for all six (same upload time), so the order is by id
+        cid = await uploaded(pool, category="gym", tags=["sun"])
+        await pool.execute("UPDATE content SET uploaded_at = $2 WHERE id = $1", cid, now)
     # near-copies of what fan-1 gets: at the threshold (excluded) and one bit past it (offered)
     at_limit = await uploaded(pool, phash=near(hashes[0], NEAR), category="beach")
     past_limit = await uploaded(pool, phash=near(hashes[1], NEAR + 1), category="beach", tags=["red"])
