@@ -243,7 +243,8 @@ HEX64 = "'^[0-9a-fA-F]{16}$'"
 # play is not 16 hex digits (SQL cannot read it the way Python does), or a bought item has a NULL
 # tag (SQL joins never match NULL), every recent row comes back and Python decides all.
 OFFER_CANDIDATES_SQL = f"""
-WITH recent AS (SELECT {OFFERABLE_COLUMNS}, CASE WHEN phash ~ {HEX64} THEN ('x' || phash)::bit(64) END AS bits
+WITH recent AS (SELECT {OFFERABLE_COLUMNS}, description, fanvue_media_uuid,
+                       CASE WHEN phash ~ {HEX64} THEN ('x' || phash)::bit(64) END AS bits
                 {OFFERABLE_FROM}),
 has AS (SELECT s.content_id, c.phash, CASE WHEN c.phash ~ {HEX64} THEN ('x' || c.phash)::bit(64) END AS bits
         {HISTORY_FROM.format('$1', '$2', '$4')}),
@@ -268,14 +269,25 @@ scored AS (
           FROM eligible) e
     WHERE nth <= $5),
 cut AS (SELECT score FROM scored ORDER BY score DESC OFFSET $5 - 1 LIMIT 1)
-SELECT {OFFERABLE_COLUMNS} FROM recent
+SELECT {OFFERABLE_COLUMNS}, description, fanvue_media_uuid FROM recent
 WHERE (SELECT odd FROM odd)
    OR id IN (SELECT id FROM scored WHERE score >= COALESCE((SELECT score FROM cut), '-infinity') - 0.001)
 ORDER BY uploaded_at DESC NULLS LAST"""
 
 
-def _offerable(r: asyncpg.Record) -> rules.Offerable:
+def offerable_of(r: asyncpg.Record) -> rules.Offerable:
     return rules.Offerable(r["id"], r["phash"], r["category"], tuple(r["tags"] or ()), r["uploaded_at"], r["price_cents"])
+
+
+async def offerable_rows(
+    pool: asyncpg.Pool, creator: str, platform: str, limit: int = 2000, *,
+    fan_id: str | None = None, now: datetime | None = None, top: int | None = None,
+) -> list[asyncpg.Record]:  # fmt: skip
+    """`offerable`'s rows (with fan, now and top, also description and fanvue_media_uuid)."""
+    if fan_id is None or now is None or top is None:
+        return await pool.fetch(f"SELECT {OFFERABLE_COLUMNS} {OFFERABLE_FROM}", creator, platform, limit)
+    return await pool.fetch(OFFER_CANDIDATES_SQL, creator, platform, limit, fan_id, max(top, 1),
+                            NEAR_DUPLICATE_DISTANCE, now)  # fmt: skip
 
 
 async def offerable(
@@ -285,12 +297,7 @@ async def offerable(
     """Uploaded PPV content of the creator on this platform (the `limit` most recent). With a fan,
     `now` and `top`: only the rows that can be in domain.sends.suggest's `top` for that fan (a
     superset of them: rank them with suggest)."""
-    if fan_id is None or now is None or top is None:
-        rows = await pool.fetch(f"SELECT {OFFERABLE_COLUMNS} {OFFERABLE_FROM}", creator, platform, limit)
-    else:
-        rows = await pool.fetch(OFFER_CANDIDATES_SQL, creator, platform, limit, fan_id, max(top, 1),
-                                NEAR_DUPLICATE_DISTANCE, now)  # fmt: skip
-    return [_offerable(r) for r in rows]
+    return [offerable_of(r) for r in await offerable_rows(pool, creator, platform, limit, fan_id=fan_id, now=now, top=top)]
 
 
 class PostgresSendReads:
