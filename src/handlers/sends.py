@@ -435,7 +435,12 @@ async def reconcile(attempt_id: uuid.UUID, *, store: SendStore, platform: Messag
 class SendReads(Protocol):
     async def history(self, creator: str, platform: str, fan_id: str) -> list[rules.PriorSend]: ...
 
-    async def offerable(self, creator: str, platform: str) -> list[rules.Offerable]: ...
+    async def offerable(
+        self, creator: str, platform: str, *, fan_id: str | None = None, now: datetime | None = None,
+        top: int | None = None,
+    ) -> list[rules.Offerable]:
+        """The creator's offerable content; given fan_id, now and top it may leave out rows that
+        cannot be in rules.suggest's `top` for that fan (never one that can)."""
 
     async def bought(self, creator: str, platform: str, fan_id: str) -> list[rules.Bought]: ...
 
@@ -455,15 +460,14 @@ async def suggest_ppv(
     """Uploaded PPV content the fan can still get (not received, no near-copy received), ranked."""
     if not KEY_RE.match(fan_id or ""):
         raise Invalid(f"not a fan id: {fan_id!r}")
-    return rules.suggest(
-        await reads.offerable(creator, platform),
-        await reads.history(creator, platform, fan_id),
-        await reads.bought(creator, platform, fan_id),
-        spend_cents=await reads.spend_cents(creator, platform, fan_id),
-        now=now or utcnow(),
-        tiers=tiers,
-        limit=limit,
+    now = now or utcnow()
+    offerable, history, bought, spend = await asyncio.gather(
+        reads.offerable(creator, platform, fan_id=fan_id, now=now, top=limit),
+        reads.history(creator, platform, fan_id),
+        reads.bought(creator, platform, fan_id),
+        reads.spend_cents(creator, platform, fan_id),
     )
+    return rules.suggest(offerable, history, bought, spend_cents=spend, now=now, tiers=tiers, limit=limit)
 
 
 # --------------------------------------------------------------------------- local purchases

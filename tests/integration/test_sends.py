@@ -303,3 +303,83 @@ async def test_a_platform_call_past_the_send_deadline_is_reconciled(pool, fanvue
         assert result.message_uuid == fanvue.sent_messages("fan-1")[0]["uuid"] and fanvue.count("chats.send") == 1
     finally:
         await client.aclose()
+
+
+async def test_suggest_ppv_sql_candidates_agree_with_the_pure_rule(pool):
+    """The chat/suggest-ppv fast path (PostgreSQL drops what the fan has, exact or a near-copy by
+    bit_count, and rows that cannot make the top) gives exactly what domain.sends.suggest gives
+    over every offerable row: same items, same order, same scores and price."""
+    import random
+    from datetime import timedelta
+
+    from vaultline.adapters.db.sales import PostgresSendReads, bought, offerable
+    from vaultline.adapters.db.sends import fan_history
+    from vaultline.domain import sends as rules
+    from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE as NEAR
+    from vaultline.events import utcnow
+
+    rng = random.Random(3)
+    now = utcnow()
+    cats, tags = ["beach", "lingerie", "gym", None, ""], ["red", "blue", "sun", "lace", "x"]
+    ids, hashes = [], []
+    for i in range(80):
+        h = f"{rng.getrandbits(64):016x}"
+        cid = await uploaded(pool, phash=h, category=rng.choice(cats), tags=rng.sample(tags, rng.randint(0, 3)))
+        ids.append(cid)
+        hashes.append(h)
+        # a few share an upload time (ties broken by id), the rest spread over ten weeks
+        await pool.execute("UPDATE content SET uploaded_at = $2 WHERE id = $1", cid,
+                           now - timedelta(days=7 if i % 9 == 0 else rng.uniform(0, 70)))  # fmt: skip
+    for _ in range(6):  # the freshest: one score for all six (same upload time), so the order is by id
+        cid = await uploaded(pool, category="gym", tags=["sun"])
+        await pool.execute("UPDATE content SET uploaded_at = $2 WHERE id = $1", cid, now)
+    # near-copies of what fan-1 gets: at the threshold (excluded) and one bit past it (offered)
+    at_limit = await uploaded(pool, phash=near(hashes[0], NEAR), category="beach")
+    past_limit = await uploaded(pool, phash=near(hashes[1], NEAR + 1), category="beach", tags=["red"])
+    upper = await uploaded(pool, phash=near(hashes[2], 3).upper(), category="gym")  # same hash, other case
+    await uploaded(pool, vault="feed")  # never offerable
+    await uploaded(pool, platform="fanvue")  # another platform
+
+    async def give(fan: str, cid: uuid.UUID, *, status: str = "sent", bought_: bool = False) -> None:
+        await pool.execute(
+            """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, message_uuid,
+                                 price_cents, status, reserved_at, sent_at, purchased_at)
+               VALUES ($1, $1, $2, 'elena', 'local', $3, 'm', $4, 999, $5, now(), now(),
+                       CASE WHEN $6 THEN now() END)""",
+            uuid.uuid4(), cid, fan, str(uuid.uuid4()), status, bought_,
+        )  # fmt: skip
+
+    for k in range(8):
+        await give("fan-1", ids[k], bought_=k % 2 == 0)
+    await give("fan-1", ids[20], status="failed")  # a failed send is not "has"
+    for k in range(30, 36):
+        await give("fan-2", ids[k], bought_=True)
+
+    async def pure(fan: str, limit: int) -> list[rules.Suggestion]:
+        return rules.suggest(await offerable(pool, "elena", "local"), await fan_history(pool, "elena", "local", fan),
+                             await bought(pool, "elena", "local", fan), spend_cents=6_000, now=now, limit=limit)  # fmt: skip
+
+    await pool.execute("INSERT INTO fans(creator, platform, fan_id, lifetime_spend_cents) VALUES "
+                       "('elena', 'local', 'fan-1', 6000), ('elena', 'local', 'fan-2', 6000), "
+                       "('elena', 'local', 'fan-3', 6000)")  # fmt: skip
+    reads = PostgresSendReads(pool)
+    for fan in ("fan-1", "fan-2", "fan-3"):
+        everything = await pure(fan, 1000)
+        # eligibility alone (no cut): SQL keeps exactly what the rule keeps
+        kept = await offerable(pool, "elena", "local", fan_id=fan, now=now, top=10_000)
+        assert {o.content_id for o in kept} == {s.content_id for s in everything}, fan
+        for limit in (1, 3, 10, 50):
+            fast = await sends.suggest_ppv(reads, creator="elena", platform="local", fan_id=fan, now=now, limit=limit)
+            assert fast == everything[:limit], (fan, limit)
+        cut = await offerable(pool, "elena", "local", fan_id=fan, now=now, top=3)
+        assert len(cut) < len(everything)  # the point of it: Python sees fewer rows
+    fan1 = {s.content_id for s in await pure("fan-1", 1000)}
+    assert at_limit not in fan1 and past_limit in fan1 and upper not in fan1 and ids[20] in fan1
+    assert not fan1 & set(ids[:8])
+
+    # a hash PostgreSQL cannot read as 64 bits: every row comes back and the rule decides
+    await uploaded(pool, phash="abc", category="beach")
+    assert len(await offerable(pool, "elena", "local", fan_id="fan-1", now=now, top=1)) == len(
+        await offerable(pool, "elena", "local"))
+    fast = await sends.suggest_ppv(reads, creator="elena", platform="local", fan_id="fan-1", now=now, limit=5)
+    assert fast == (await pure("fan-1", 5))

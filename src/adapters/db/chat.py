@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from vaultline.adapters.db.sales import PostgresSendReads
+from vaultline.adapters.db.sales import PostgresSendReads, offerable_of, offerable_rows
 from vaultline.domain.chat import (
     OPEN_STATUSES,
     ChatLine,
@@ -22,7 +22,7 @@ from vaultline.domain.chat import (
     OutgoingMessage,
     Suggestion,
 )
-from vaultline.domain.sends import PriceTier
+from vaultline.domain.sends import Offerable, PriceTier
 from vaultline.events import Envelope, MessageReceived
 
 
@@ -281,22 +281,36 @@ class SalesOfferSource:
         from vaultline.handlers.sends import suggest_ppv
 
         kw = {"tiers": self._tiers_of(creator)} if self._tiers_of else {}
-        found = await suggest_ppv(PostgresSendReads(self._pool), creator=creator, platform=await self._platform_of(creator),
+        reads = _DetailedReads(self._pool)
+        found = await suggest_ppv(reads, creator=creator, platform=await self._platform_of(creator),
                                   fan_id=fan_id, limit=limit, **kw)  # fmt: skip
-        if not found:
-            return []
-        rows = {r["id"]: r for r in await self._pool.fetch(
-            "SELECT id, category, description, tags, fanvue_media_uuid FROM content WHERE id = ANY($1::uuid[])",
-            [f.content_id for f in found],
-        )}  # fmt: skip
         out = []
         for f in found:
-            r = rows.get(f.content_id)
+            r = reads.rows.get(f.content_id)
             if r is not None:
                 out.append(OfferCandidate(content_id=f.content_id, price_cents=f.price_cents, category=r["category"],
                                           description=r["description"], tags=tuple(r["tags"] or ()),
                                           media_uuid=r["fanvue_media_uuid"]))  # fmt: skip
         return out
+
+
+class _DetailedReads(PostgresSendReads):
+    """suggest-ppv's reads, keeping the candidate rows it read (description, media uuid) so the
+    offer needs no second query."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.rows: dict[uuid.UUID, asyncpg.Record] = {}
+
+    async def offerable(
+        self, creator: str, platform: str, *, fan_id: str | None = None, now: datetime | None = None,
+        top: int | None = None,
+    ) -> list[Offerable]:  # fmt: skip
+        if fan_id is None or now is None or top is None:
+            raise ValueError("the chat's offers are read for one fan")
+        rows = await offerable_rows(self._pool, creator, platform, fan_id=fan_id, now=now, top=top)
+        self.rows = {r["id"]: r for r in rows}
+        return [offerable_of(r) for r in rows]
 
 
 class SalesFanProfiles:

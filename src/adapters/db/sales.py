@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
-from vaultline.adapters.db.sends import upsert_fan
+from vaultline.adapters.db.sends import HISTORY_FROM, upsert_fan
 from vaultline.domain import sends as rules
 from vaultline.domain.retry import TransientError
+from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE
 from vaultline.events import NAMESPACE, Envelope, MediaSent, SaleRecorded, derived_id
 from vaultline.handlers.sales import FanFacts
 
@@ -223,19 +224,80 @@ async def list_sales(pool: asyncpg.Pool, *, unmatched: bool = False, creator: st
     return [dict(r) for r in rows]
 
 
-async def offerable(pool: asyncpg.Pool, creator: str, platform: str, limit: int = 2000) -> list[rules.Offerable]:
-    """Uploaded PPV content of the creator on this platform."""
-    rows = await pool.fetch(
-        """SELECT id, phash, category, tags, uploaded_at, price_cents FROM content
+OFFERABLE_COLUMNS = "id, phash, category, tags, uploaded_at, price_cents"
+OFFERABLE_FROM = """FROM content
            WHERE creator = $1 AND status = 'uploaded' AND vault = 'ppv' AND fanvue_media_uuid IS NOT NULL
                AND (platform IS NULL OR platform = $2)
-           ORDER BY uploaded_at DESC NULLS LAST LIMIT $3""",
-        creator, platform, limit,
-    )  # fmt: skip
-    return [
-        rules.Offerable(r["id"], r["phash"], r["category"], tuple(r["tags"] or ()), r["uploaded_at"], r["price_cents"])
-        for r in rows
-    ]
+           ORDER BY uploaded_at DESC NULLS LAST LIMIT $3"""
+HEX64 = "'^[0-9a-fA-F]{16}$'"
+# suggest-ppv's candidates for one fan, cut down by PostgreSQL: the same recent offerable rows,
+# minus what the fan has (exact, or a 64-bit pHash within $6 bits: bit_count of the XOR, as
+# ContentIndex.nearest), scored like domain.sends.suggest (an integer part from the category and
+# tags bought before, plus recency), keeping only rows that can be in the top $5:
+# - of rows with the same integer part and upload time (so the very same score in Python, whose
+#   ties go by id), at most $5, the first by id;
+# - of those, the ones scoring at least the $5-th best minus a margin far above float and
+#   4-decimal rounding differences.
+# domain.sends.suggest still ranks, scores and prices what comes back, so it stays the one
+# definition; this only spares Python the rows that cannot make the top. If a hash anywhere in
+# play is not 16 hex digits (SQL cannot read it the way Python does), or a bought item has a NULL
+# tag (SQL joins never match NULL), every recent row comes back and Python decides all.
+OFFER_CANDIDATES_SQL = f"""
+WITH recent AS (SELECT {OFFERABLE_COLUMNS}, description, fanvue_media_uuid,
+                       CASE WHEN phash ~ {HEX64} THEN ('x' || phash)::bit(64) END AS bits
+                {OFFERABLE_FROM}),
+has AS (SELECT s.content_id, c.phash, CASE WHEN c.phash ~ {HEX64} THEN ('x' || c.phash)::bit(64) END AS bits
+        {HISTORY_FROM.format('$1', '$2', '$4')}),
+b AS (SELECT c.category, c.tags FROM sends s JOIN content c ON c.id = s.content_id
+      WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $4 AND s.purchased_at IS NOT NULL),
+cats AS (SELECT category, count(*) AS n FROM b WHERE category <> '' GROUP BY category),
+tagc AS (SELECT t, count(*) AS n FROM b, LATERAL (SELECT DISTINCT unnest(b.tags) AS t) x GROUP BY t),
+odd AS (SELECT EXISTS (SELECT 1 FROM recent WHERE phash <> '' AND bits IS NULL)
+            OR EXISTS (SELECT 1 FROM has WHERE phash <> '' AND bits IS NULL)
+            OR EXISTS (SELECT 1 FROM b WHERE array_position(b.tags, NULL) IS NOT NULL) AS odd),
+tagsum AS (SELECT r.id, sum(tagc.n) AS n FROM recent r, unnest(r.tags) u(t) JOIN tagc ON tagc.t = u.t
+           GROUP BY r.id),
+eligible AS (
+    SELECT r.id, r.uploaded_at, COALESCE(3 * cats.n, 0) + COALESCE(tagsum.n, 0) AS whole
+    FROM recent r LEFT JOIN cats ON cats.category = r.category LEFT JOIN tagsum ON tagsum.id = r.id
+    WHERE NOT EXISTS (SELECT 1 FROM has h WHERE h.content_id = r.id OR bit_count(r.bits # h.bits) <= $6)),
+scored AS (
+    SELECT id, whole + CASE WHEN uploaded_at IS NULL THEN 0 ELSE
+               2 * power(0.5::float8, greatest(0, extract(epoch FROM $7::timestamptz - uploaded_at))::float8 / 86400 / 7)
+           END AS score
+    FROM (SELECT *, row_number() OVER (PARTITION BY whole, uploaded_at ORDER BY id) AS nth
+          FROM eligible) e
+    WHERE nth <= $5),
+cut AS (SELECT score FROM scored ORDER BY score DESC OFFSET $5 - 1 LIMIT 1)
+SELECT {OFFERABLE_COLUMNS}, description, fanvue_media_uuid FROM recent
+WHERE (SELECT odd FROM odd)
+   OR id IN (SELECT id FROM scored WHERE score >= COALESCE((SELECT score FROM cut), '-infinity') - 0.001)
+ORDER BY uploaded_at DESC NULLS LAST"""
+
+
+def offerable_of(r: asyncpg.Record) -> rules.Offerable:
+    return rules.Offerable(r["id"], r["phash"], r["category"], tuple(r["tags"] or ()), r["uploaded_at"], r["price_cents"])
+
+
+async def offerable_rows(
+    pool: asyncpg.Pool, creator: str, platform: str, limit: int = 2000, *,
+    fan_id: str | None = None, now: datetime | None = None, top: int | None = None,
+) -> list[asyncpg.Record]:  # fmt: skip
+    """`offerable`'s rows (with fan, now and top, also description and fanvue_media_uuid)."""
+    if fan_id is None or now is None or top is None:
+        return await pool.fetch(f"SELECT {OFFERABLE_COLUMNS} {OFFERABLE_FROM}", creator, platform, limit)
+    return await pool.fetch(OFFER_CANDIDATES_SQL, creator, platform, limit, fan_id, max(top, 1),
+                            NEAR_DUPLICATE_DISTANCE, now)  # fmt: skip
+
+
+async def offerable(
+    pool: asyncpg.Pool, creator: str, platform: str, limit: int = 2000, *,
+    fan_id: str | None = None, now: datetime | None = None, top: int | None = None,
+) -> list[rules.Offerable]:  # fmt: skip
+    """Uploaded PPV content of the creator on this platform (the `limit` most recent). With a fan,
+    `now` and `top`: only the rows that can be in domain.sends.suggest's `top` for that fan (a
+    superset of them: rank them with suggest)."""
+    return [offerable_of(r) for r in await offerable_rows(pool, creator, platform, limit, fan_id=fan_id, now=now, top=top)]
 
 
 class PostgresSendReads:
@@ -249,8 +311,11 @@ class PostgresSendReads:
 
         return await fan_history(self._pool, creator, platform, fan_id)
 
-    async def offerable(self, creator: str, platform: str) -> list[rules.Offerable]:
-        return await offerable(self._pool, creator, platform)
+    async def offerable(
+        self, creator: str, platform: str, *, fan_id: str | None = None, now: datetime | None = None,
+        top: int | None = None,
+    ) -> list[rules.Offerable]:  # fmt: skip
+        return await offerable(self._pool, creator, platform, fan_id=fan_id, now=now, top=top)
 
     async def bought(self, creator: str, platform: str, fan_id: str) -> list[rules.Bought]:
         return await bought(self._pool, creator, platform, fan_id)
