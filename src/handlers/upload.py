@@ -264,13 +264,18 @@ async def _run_steps(state: UploadState, store: UploadStore, platform: Any, stor
         await advance("posted", post_uuid=post_uuid)
 
 
+def _where_it_may_be(state: UploadState, name: str) -> tuple[str, str]:
+    # In the order the library handler moves the file (3_review -> 4_approved/<vault>): looked
+    # up in this order, a move that happens between two look-ups cannot slip past both.
+    return (
+        library.key(state.creator, library.REVIEW, name),
+        library.key(state.creator, library.APPROVED, name, vault=state.vault),
+    )
+
+
 async def _read_reviewed(storage: Storage, state: UploadState, name: str) -> bytes:
     """The reviewed crop (already stripped of metadata), wherever the library has it now."""
-    for key in (
-        library.key(state.creator, library.APPROVED, name, vault=state.vault),
-        library.key(state.creator, library.REVIEW, name),
-        library.key(state.creator, library.UPLOADED, name, vault=state.vault),
-    ):
+    for key in (*_where_it_may_be(state, name), library.key(state.creator, library.UPLOADED, name, vault=state.vault)):
         try:
             return await storage.get(key)
         except KeyError:
@@ -280,10 +285,7 @@ async def _read_reviewed(storage: Storage, state: UploadState, name: str) -> byt
 
 async def _file_under_uploaded(storage: Storage, state: UploadState, name: str) -> None:
     dst = library.key(state.creator, library.UPLOADED, name, vault=state.vault)
-    for src in (
-        library.key(state.creator, library.APPROVED, name, vault=state.vault),
-        library.key(state.creator, library.REVIEW, name),
-    ):
+    for src in _where_it_may_be(state, name):
         try:
             await storage.move(src, dst)
             return

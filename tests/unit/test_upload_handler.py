@@ -306,6 +306,36 @@ async def test_the_run_sends_heartbeats_while_it_waits_on_the_platform(world):
     assert state.step == "done" and len(beats) >= 3
 
 
+class MovedDuringLookups(InMemoryStorage):
+    """The library handler files the image (3_review -> 4_approved/ppv) right after the upload's
+    first look-up or move attempt, whichever it is: the worst moment for the upload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved = False
+
+    async def _library_moves(self) -> None:
+        if not self.moved:
+            self.moved = True
+            await InMemoryStorage.move(self, f"elena/3_review/{NAME}", f"elena/4_approved/ppv/{NAME}")
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return await super().get(key)
+        finally:
+            await self._library_moves()
+
+
+async def test_a_library_move_between_look_ups_never_loses_the_image():
+    store, storage = FakeUploadStore(), MovedDuringLookups()
+    store.review[CID] = (f"elena/3_review/{NAME}", "ComfyUI_00001_.png")
+    await storage.put(f"elena/3_review/{NAME}", b"stripped-png")
+    state = await run(approved(), store, storage, FakePlatform())
+    assert state.step == "done" and storage.moved
+    assert await storage.get(f"elena/5_uploaded/ppv/{NAME}") == b"stripped-png"
+    assert await storage.list("elena/4_approved/") == [] and await storage.list("elena/3_review/") == []
+
+
 async def test_content_not_projected_yet_is_retried_later():
     store = FakeUploadStore()
     with pytest.raises(TransientError):
