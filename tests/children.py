@@ -3,8 +3,10 @@ of embedded servers): the script talks back on stdout and runs until its stdin i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def python_child(script: str, *args: str) -> subprocess.Popen[str]:
@@ -13,3 +15,25 @@ def python_child(script: str, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-c", script, *args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def start_worker(name: str, settings, env_extra: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """`vaultline worker NAME` in its own process against the settings' NATS and PostgreSQL, with
+    no VAULTLINE_* of the test runner's environment; stderr appended to `log`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")} | {
+        "PYTHONUNBUFFERED": "1",
+        "VAULTLINE_NATS_URL": settings.nats_url,
+        "VAULTLINE_DATABASE_URL": settings.database_url,
+        **env_extra,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaultline", "worker", name, "--data-dir", str(settings.data_dir), *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+
+
+def worker_died(proc: subprocess.Popen, log: Path) -> bool:
+    """For wait_until conditions: raise with the log's tail when the worker exited, else False."""
+    if proc.poll() is not None:
+        raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+    return False

@@ -5,15 +5,13 @@ the message over once the short ack_wait passes, and the platform gets no second
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.children import start_worker, worker_died
 from tests.fanvue_server import FanvueTestServer
 from tests.integration.test_upload import approval, in_review
 from tests.waiting import wait_until
@@ -24,19 +22,6 @@ from vaultline.bootstrap import Runtime
 pytestmark = pytest.mark.integration
 
 RESUME_DEADLINE_S = 60.0
-
-
-def start_worker(name: str, settings, env_extra: dict[str, str], log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")} | {
-        "PYTHONUNBUFFERED": "1",
-        "VAULTLINE_NATS_URL": settings.nats_url,
-        "VAULTLINE_DATABASE_URL": settings.database_url,
-        **env_extra,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "vaultline", "worker", name, "--data-dir", str(settings.data_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - closed with the process
-    )  # fmt: skip
 
 
 async def test_an_upload_killed_mid_work_resumes_within_a_minute(settings, pool, tmp_path):
@@ -53,7 +38,7 @@ async def test_an_upload_killed_mid_work_resumes_within_a_minute(settings, pool,
                 gate = server.hold("media.complete_upload")
                 workers.append(start_worker("upload", settings, env, log))
                 await rt.publisher.publish(approval(cid, "ppv"))
-                await wait_until(lambda: gate.entered == 1 or _died(workers[0], log), timeout=60,
+                await wait_until(lambda: gate.entered == 1 or worker_died(workers[0], log), timeout=60,
                                  what="the first worker to be mid-upload")  # fmt: skip
                 workers[0].send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
@@ -73,9 +58,3 @@ async def test_an_upload_killed_mid_work_resumes_within_a_minute(settings, pool,
     assert resumed_in < RESUME_DEADLINE_S, f"resumed after {resumed_in:.1f}s\n{log.read_text()[-3000:]}"
     assert server.count("media.create_upload") == 1 and len(server.completions) == 1  # one platform media
     assert await pool.fetchval("SELECT step FROM uploads WHERE content_id = $1", cid) == "done"
-
-
-def _died(proc: subprocess.Popen, log: Path) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-    return False
