@@ -162,7 +162,7 @@ def _strip_comments(text: str) -> str:
 
 def test_compose_has_every_service(services: dict[str, dict[str, Any]]) -> None:
     expected = {
-        *NATS_NODES, "postgres", "minio", "minio-init", "ollama", "provision", *WORKERS, FANVUE_SYNC, "admin",
+        *NATS_NODES, "postgres", "minio", "minio-init", "ollama", "ollama-pull", "provision", *WORKERS, FANVUE_SYNC, "admin",
         "prometheus", "grafana",
     }
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
@@ -315,6 +315,20 @@ def test_the_fanvue_sync_loop_has_a_service(services: dict[str, dict[str, Any]])
     assert _env(svc).get("VAULTLINE_SECRET_KEY"), "it decrypts the creators' Fanvue tokens"
 
 
+def test_ollama_pull_fetches_the_model_the_chat_worker_asks_for(services: dict[str, dict[str, Any]]) -> None:
+    from vaultline.settings import Settings
+
+    pull = services["ollama-pull"]
+    assert str(pull.get("restart")) == "no" and _depends(pull).get("ollama") == "service_healthy"
+    assert _env(pull).get("OLLAMA_HOST") == _env(services["chat"])["VAULTLINE_OLLAMA_HOST"]
+    command = _tokens(pull["command"])
+    model = _env(services["chat"])["VAULTLINE_OLLAMA_MODEL"]
+    assert command == ["pull", model], command
+    # The same default as the app's (compose's own default applies when .env leaves it out).
+    m = re.fullmatch(r"\$\{VAULTLINE_OLLAMA_MODEL:-([^}]+)\}", model)
+    assert m and m.group(1) == Settings.model_fields["ollama_model"].default, model
+
+
 def _replicas(svc: dict[str, Any]) -> Any:
     return (svc.get("deploy") or {}).get("replicas")
 
@@ -358,7 +372,7 @@ def test_provision_migrates_then_provisions_r3(services: dict[str, dict[str, Any
 
 
 def test_every_vaultline_service_uses_r3(services: dict[str, dict[str, Any]]) -> None:
-    # Workers re-provision on start: a default of 1 anywhere would scale the streams down.
+    # Workers re-provision on start: whichever process creates a stream first picks its replicas.
     for name, svc in services.items():
         if _is_vaultline(svc):
             assert _env(svc).get("VAULTLINE_STREAM_REPLICAS") == "3", name
