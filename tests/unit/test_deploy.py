@@ -847,6 +847,25 @@ def test_nats_configs_pass_nats_server_t(services: dict[str, dict[str, Any]], no
     assert bad.returncode != 0, bad.stdout + bad.stderr
 
 
+COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+
+
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    """The Compose Specification's JSON schema (tests/unit/data/compose-spec.json, copied from
+    github.com/compose-spec/compose-spec schema/compose-spec.json at 170098ba, Apache-2.0): what
+    `docker compose config` checks first, available without the plugin. It catches a misspelt
+    key (`replica:`), a key at the wrong level, a bad depends_on condition."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
+              for e in validator.iter_errors(yaml.safe_load(COMPOSE_FILE.read_text()))]  # fmt: skip
+    assert not errors, "\n".join(errors)
+    # The schema is strict where it matters here.
+    wrong = yaml.safe_load(COMPOSE_FILE.read_text())
+    wrong["services"]["crop"] = {**wrong["services"]["crop"], "deploy": {"replica": 2}}
+    assert any("replica" in e.message for e in validator.iter_errors(wrong))
+
+
 def _docker_compose() -> list[str]:
     docker = shutil.which("docker")
     if docker is None:
