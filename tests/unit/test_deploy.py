@@ -531,6 +531,38 @@ def test_dockerfile_builds_a_non_root_vaultline_image() -> None:
     assert sorted(migrations.glob("*.sql")), "no migrations to copy"
 
 
+def test_the_image_installs_every_module_and_asset() -> None:
+    """The image runs a regular `pip install .` (not editable): a subpackage missing from
+    pyproject's `packages`, or a file the admin app serves that no package-data glob matches,
+    is simply absent in the container while every test here (editable install) passes."""
+    import glob
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    (root, src), = setuptools["package-dir"].items()
+    src_dir = REPO / src
+
+    def package_of(directory: Path) -> str:
+        return ".".join([root, *directory.relative_to(src_dir).parts])
+
+    packages = set(setuptools["packages"])
+    dirs_with_code = {p.parent for p in src_dir.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(package_of(d) for d in dirs_with_code if package_of(d) not in packages)
+    assert not missing, f"not in pyproject [tool.setuptools] packages: {missing}"
+
+    globs = setuptools.get("package-data", {})
+    installed: set[Path] = set()
+    for package, patterns in globs.items():
+        package_dir = src_dir.joinpath(*package.split(".")[1:])
+        for pattern in patterns:
+            installed.update(Path(f) for f in glob.glob(str(package_dir / pattern), recursive=True))
+    assets = [p for p in src_dir.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+              and "__pycache__" not in p.parts]  # fmt: skip
+    assert any(p.parent.name == "review" for p in assets), "expected the review page's modules"
+    left_out = sorted(str(p.relative_to(REPO)) for p in assets if p not in installed)
+    assert not left_out, f"no package-data glob installs: {left_out}"
+
+
 # --------------------------------------------------------------------------- monitoring
 
 
