@@ -105,7 +105,7 @@ def stop_workers(procs: dict[str, subprocess.Popen]) -> None:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) per named process tree between start() and stop()."""
+    """CPU seconds (user + system) per named process and its children between start() and stop()."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         import psutil
@@ -120,7 +120,9 @@ class CpuMeter:
         out: dict[str, dict[int, float]] = {}
         for name, p in self.procs.items():
             per: dict[int, float] = {}
-            for q in [p, *p.children(recursive=True)]:
+            # This process's children are the servers and workers, each counted on its own.
+            family = [p] if p.pid == os.getpid() else [p, *p.children(recursive=True)]
+            for q in family:
                 try:
                     t = q.cpu_times()
                     per[q.pid] = t.user + t.system
