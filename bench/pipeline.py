@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import struct
 import subprocess
 import sys
