@@ -97,8 +97,9 @@ async def test_a_killed_stream_leader_loses_nothing_and_its_replica_catches_up(c
             for name in DRAINED:  # consumers inherit the stream's replicas
                 assert len((await js.consumer_info(EVENTS_STREAM, CONSUMERS[name].name)).cluster.replicas) == 2
 
-            # Each worker gets all three URLs; no Fanvue tokens: the local platform.
-            env = {"VAULTLINE_STREAM_REPLICAS": "3"}
+            # Each worker gets all three URLs; no Fanvue tokens: the local platform. Metrics on a
+            # port of the OS's choosing: two workers starting at once both find 9464 free.
+            env = {"VAULTLINE_STREAM_REPLICAS": "3", "VAULTLINE_METRICS_PORT": "0"}
             workers += [start_worker(name, settings, env, log) for name in ("crop", "upload")]
             ingestor = Ingestor(rt.ports)
 
@@ -112,7 +113,7 @@ async def test_a_killed_stream_leader_loses_nothing_and_its_replica_catches_up(c
 
             async def reviewer() -> None:
                 # The review page's user: approves every image that reaches review.
-                while True:
+                while len(approved) < N_IMAGES:
                     for row in await pool.fetch("SELECT id FROM content WHERE status = 'in_review'"):
                         if row["id"] not in approved:
                             event = approved[row["id"]] = approval(row["id"], VAULTS[len(approved) % len(VAULTS)])
@@ -124,7 +125,7 @@ async def test_a_killed_stream_leader_loses_nothing_and_its_replica_catches_up(c
                     worker_died(w, log)
                 return await pool.fetchval("SELECT count(*) FROM content WHERE status = 'uploaded'")
 
-            rt.add_task(reviewer())
+            reviewing = rt.add_task(reviewer())
             await feed(range(N_IMAGES // 2))
             await wait_until(uploaded, timeout=90, interval=0.2, what="the first upload")
 
@@ -134,12 +135,18 @@ async def test_a_killed_stream_leader_loses_nothing_and_its_replica_catches_up(c
             await asyncio.to_thread(victim.kill)
             killed_at, uploaded_at_kill = time.monotonic(), await uploaded()
             await feed(range(N_IMAGES // 2, N_IMAGES))  # publishing fails over to the new leader
-            new_leader = (await stream_cluster(js, EVENTS_STREAM)).leader
+
+            async def leader_now() -> str | None:
+                c = await stream_cluster(js, EVENTS_STREAM)
+                return c and c.leader
+
+            new_leader = await wait_until(leader_now, timeout=30, what="the EVENTS leader")
 
             async def all_uploaded() -> bool:
                 return await uploaded() == N_IMAGES
 
             await wait_until(all_uploaded, timeout=120, interval=0.3, what=f"{N_IMAGES} uploads")
+            await reviewing  # done: it approved all of them
             finished_in = time.monotonic() - killed_at
 
             async def drained() -> bool:
