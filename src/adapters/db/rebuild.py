@@ -34,24 +34,11 @@ NOT_COMPARED: dict[str, str] = {
     "fanvue_unrouted_webhooks": "webhooks received for no known account (input, not derived)",
     "fanvue_sync_state": "the sync loop's cursors (bookkeeping)",
     "fanvue_open_ppv": "the sync loop's working set of open PPV messages (bookkeeping)",
-    "uploads": "the upload handler's resumable platform workflow (platform side effects are never replayed; "
-    "its visible outcome is content.status / fanvue_media_uuid via media.* events)",
+    "uploads": "the upload handler's resumable platform workflow (steps, part ids, the feed post; platform side "
+    "effects are never replayed); its visible outcome, content.status / fanvue_media_uuid / vault / url, comes "
+    "from media.* events through the tracker and is compared",
     "ingest_problems": "files the watcher could not ingest (never became events)",
     "rate_buckets": "shared Fanvue request budget (bookkeeping)",
-    # Chat (issue 10) merged while replay was being built; not rebuilt yet (see README):
-    "messages": "not rebuilt yet: 'in' rows come from message.received via the chat handler's store.receive, "
-    "which also opens the model-drafting suggestion and is not idempotent per event without a platform uuid; "
-    "'out' rows are written by the inbox send, not by a consumer",
-    "suggestions": "model drafts and a person's decisions (operator input), not derivable from events",
-    # Analytics (issue 11) merged last: its handler is idempotent and replayable with
-    # `vaultline replay --handler analytics --from-seq 1`; wiring it into the schema rebuild
-    # (bootstrap.REPLAYABLE) is open work (a poison event in a batch interacts with the
-    # tracker's in-memory buffer when a second projector runs on SQL).
-    **{t: "analytics aggregates: rebuilt with `replay --handler analytics`, not yet by --rebuild" for t in (
-        "analytics_daily", "analytics_content", "analytics_sends", "analytics_messages", "analytics_sales",
-        "analytics_content_daily", "analytics_content_sends_daily", "analytics_fan_daily", "analytics_fans",
-        "analytics_reply_waiting", "analytics_reply_times", "analytics_reply_hist",
-    )},
 }
 
 # Generated on insert (ids, clocks of the projection itself): never compared.
@@ -311,6 +298,8 @@ class ContentBuffer:
         self.dirty: set[Any] = set()
         self.processed: list[tuple[str, Any, int | None]] = []
         self.done: set[tuple[str, Any]] = set()
+        # Everything done since the batch's transaction began (flushes inside it included): what
+        # `rollback` forgets when that transaction rolls back.
         self.batch_done: list[tuple[str, Any]] = []
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
 
@@ -349,6 +338,9 @@ class ContentBuffer:
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
+
+    def begin_batch(self) -> None:
+        """A new batch transaction begins: what earlier batches did is committed."""
         self.batch_done = []
 
     def clear(self) -> None:
