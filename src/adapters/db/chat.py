@@ -285,13 +285,13 @@ class PostgresChatProjection:
     async def suggested(self, event: Envelope) -> bool:
         p = event.payload
         assert isinstance(p, ReplySuggested)
-        if p.status == "pending":  # the model was unavailable: the reason, until it answers
+        if p.status == "pending":  # the model was unavailable (as mark_pending wrote it; later retries are not events)
             return bool(await self._pool.fetchval(
-                """UPDATE suggestions SET reason = COALESCE(reason, $2), model = COALESCE(model, $3),
-                          attempts = GREATEST(attempts, $4), updated_at = now()
-                   WHERE message_event_id = $1 AND status = 'pending'
-                     AND (reason IS NULL OR model IS NULL OR attempts < $4) RETURNING 1""",
-                p.message_event_id, p.reason, p.model, p.attempts,
+                """UPDATE suggestions SET reason = COALESCE(reason, $2), attempts = GREATEST(attempts, $3),
+                          updated_at = now()
+                   WHERE message_event_id = $1 AND status = 'pending' AND (reason IS NULL OR attempts < $3)
+                   RETURNING 1""",
+                p.message_event_id, p.reason, p.attempts,
             ))  # fmt: skip
         # As finish() wrote it live: only a suggestion still pending (a person may have answered first).
         return bool(await self._pool.fetchval(
