@@ -329,6 +329,18 @@ def _analytics_projector(pool: Any) -> Projector:
     return apply
 
 
+def _analytics_bulk(buffer: ContentBuffer) -> Projector:
+    from vaultline.adapters.db.analytics import BufferedAnalyticsStore
+    from vaultline.handlers import analytics
+
+    store = BufferedAnalyticsStore(buffer)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await analytics.handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
 def _chat_projector(pool: Any) -> Projector:
     from vaultline.adapters.db.chat import PostgresChatProjection
     from vaultline.handlers import chat
@@ -409,7 +421,7 @@ REPLAYABLE: dict[str, Replayable] = {
         content=False,
         subjects=tuple(f"{t}.>" for t in _chat_projected()),
     ),
-    "analytics": Replayable(_analytics_projector, _analytics_tables(), content=False),
+    "analytics": Replayable(_analytics_projector, _analytics_tables(), bulk=_analytics_bulk, content=False),
 }
 
 

@@ -14,9 +14,23 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
+from vaultline.adapters.db.rebuild import BatchPool, ContentBuffer
 from vaultline.domain import analytics as a
 from vaultline.events import Envelope, SaleRecorded
 from vaultline.handlers.analytics import ContentFacts, Counts, MessageFacts, WaitingSale
+
+
+_BUMP = """INSERT INTO analytics_daily AS t (creator, day, metric, dim, value)
+           SELECT $1, $2, m, d, v FROM unnest($3::text[], $4::text[], $5::bigint[]) AS u(m, d, v)
+           ON CONFLICT (creator, day, metric, dim) DO UPDATE SET value = t.value + EXCLUDED.value"""
+
+
+def _bump_args(creator: str, day: date, counts: Counts) -> tuple[Any, ...] | None:
+    # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
+    items = sorted((m, d, v) for (m, d), v in counts.items() if v)
+    if not items:
+        return None
+    return creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
 
 
 class PostgresAnalyticsTx:
@@ -31,16 +45,9 @@ class PostgresAnalyticsTx:
         await self._uow.add_outbox(event)
 
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
-        # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
-        items = sorted((m, d, v) for (m, d), v in counts.items() if v)
-        if not items:
-            return
-        await self._conn.execute(
-            """INSERT INTO analytics_daily AS t (creator, day, metric, dim, value)
-               SELECT $1, $2, m, d, v FROM unnest($3::text[], $4::text[], $5::bigint[]) AS u(m, d, v)
-               ON CONFLICT (creator, day, metric, dim) DO UPDATE SET value = t.value + EXCLUDED.value""",
-            creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
-        )  # fmt: skip
+        args = _bump_args(creator, day, counts)
+        if args:
+            await self._conn.execute(_BUMP, *args)
 
     async def content(self, creator: str, content_id: uuid.UUID) -> ContentFacts | None:
         row = await self._conn.fetchrow(
@@ -198,6 +205,36 @@ class PostgresAnalyticsStore:
     async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
         async with PostgresUnitOfWork(self._pool) as uow:
             yield PostgresAnalyticsTx(uow)
+
+
+class BufferedAnalyticsStore:
+    """The analytics store inside `replay --rebuild`, over the rebuild's batch (adapters/db/rebuild
+    ContentBuffer): processed_events rows and the daily counters (nothing in the handler reads
+    them back) are written once per batch, with the tracker's, instead of a round trip each per
+    event; the rest runs on SQL as live. Undone with the batch or the event's savepoint."""
+
+    def __init__(self, buffer: ContentBuffer) -> None:
+        self._buffer = buffer
+        self._pool = BatchPool(buffer.conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
+        async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
+            yield _BufferedAnalyticsTx(uow, self._buffer)
+
+
+class _BufferedAnalyticsTx(PostgresAnalyticsTx):
+    def __init__(self, uow: PostgresUnitOfWork, buffer: ContentBuffer) -> None:
+        super().__init__(uow)
+        self._buffer = buffer
+
+    async def first_time(self, handler: str, event_id: uuid.UUID, stream_seq: int | None = None) -> bool:
+        return self._buffer.first_time(handler, event_id, stream_seq)
+
+    async def bump(self, creator: str, day: date, counts: Counts) -> None:
+        args = _bump_args(creator, day, counts)
+        if args:
+            self._buffer.defer(_BUMP, args)  # increments commute: their order within the batch does not matter
 
 
 # Every table the analytics handler writes; a rebuild empties them (and its processed_events).

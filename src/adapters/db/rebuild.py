@@ -302,6 +302,8 @@ class ContentBuffer:
         # `rollback` forgets when that transaction rolls back.
         self.batch_done: list[tuple[str, Any]] = []
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
+        # Writes another bulk projector leaves for the flush (commutative ones: counter increments).
+        self.deferred: list[tuple[str, tuple[Any, ...]]] = []
 
     def uow(self) -> _BufferedUnitOfWork:
         return _BufferedUnitOfWork(self)
@@ -312,6 +314,17 @@ class ContentBuffer:
         self.processed += processed
         self.done.update((h, e) for h, e, _ in processed)
         self.batch_done += [(h, e) for h, e, _ in processed]
+
+    def first_time(self, handler: str, event_id: Any, stream_seq: int | None = None) -> bool:
+        """processed_events for a bulk projector outside the tracker's unit of work (written by
+        flush, forgotten by discard_pending / rollback)."""
+        if (handler, event_id) in self.done:
+            return False
+        self.commit({}, [(handler, event_id, stream_seq)])
+        return True
+
+    def defer(self, sql: str, args: tuple[Any, ...]) -> None:
+        self.deferred.append((sql, args))
 
     async def prefetch(self, ids: Sequence[Any]) -> None:
         want = list({i for i in ids if i not in self.rows})
@@ -331,6 +344,11 @@ class ContentBuffer:
             groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
+        deferred: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, args in self.deferred:
+            deferred.setdefault(sql, []).append(args)
+        for sql, values in deferred.items():
+            await self.conn.executemany(sql, values)
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
@@ -338,6 +356,7 @@ class ContentBuffer:
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
+        self.deferred = []
 
     def begin_batch(self) -> None:
         """A new batch transaction begins: what earlier batches did is committed."""
@@ -351,6 +370,7 @@ class ContentBuffer:
         """Forget what is not flushed yet (its savepoint rolled back)."""
         self.done.difference_update((h, e) for h, e, _ in self.processed)
         self.processed = []
+        self.deferred = []
         self.dirty.clear()
         self.rows.clear()
 
@@ -359,5 +379,6 @@ class ContentBuffer:
         self.rows.clear()
         self.dirty.clear()
         self.processed = []
+        self.deferred = []
         self.done.difference_update(self.batch_done)
         self.batch_done = []
