@@ -25,6 +25,14 @@ _BUMP = """INSERT INTO analytics_daily AS t (creator, day, metric, dim, value)
            ON CONFLICT (creator, day, metric, dim) DO UPDATE SET value = t.value + EXCLUDED.value"""
 
 
+# overwrite=False (media.uploaded) only fills a vault not known yet.
+_REMEMBER = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
+               SET vault = CASE WHEN $6 THEN EXCLUDED.vault ELSE coalesce(t.vault, EXCLUDED.vault) END,
+                   category = CASE WHEN $6 THEN EXCLUDED.category ELSE t.category END,
+                   price_cents = CASE WHEN $6 THEN EXCLUDED.price_cents ELSE t.price_cents END"""
+
+
 def _bump_args(creator: str, day: date, counts: Counts) -> tuple[Any, ...] | None:
     # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
     items = sorted((m, d, v) for (m, d), v in counts.items() if v)
@@ -57,15 +65,7 @@ class PostgresAnalyticsTx:
 
     async def remember_content(self, creator: str, content_id: uuid.UUID, *, vault: str | None,
                                category: str | None, price_cents: int | None, overwrite: bool) -> None:  # fmt: skip
-        if overwrite:
-            sql = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
-                     SET vault = EXCLUDED.vault, category = EXCLUDED.category, price_cents = EXCLUDED.price_cents"""
-        else:
-            sql = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
-                     SET vault = coalesce(t.vault, EXCLUDED.vault)"""
-        await self._conn.execute(sql, creator, content_id, vault, category, price_cents)
+        await self._conn.execute(_REMEMBER, creator, content_id, vault, category, price_cents, overwrite)
 
     async def first_milestone(self, creator: str, content_id: uuid.UUID, milestone: str, day: date) -> bool:
         column = {"sent": "first_sent_on", "purchased": "first_purchased_on"}[milestone]
@@ -234,7 +234,27 @@ class _BufferedAnalyticsTx(PostgresAnalyticsTx):
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
         args = _bump_args(creator, day, counts)
         if args:
-            self._buffer.defer(_BUMP, args)  # increments commute: their order within the batch does not matter
+            self._buffer.defer(_BUMP, args)  # increments commute with every other write
+
+    # What analytics knows of a content is deferred too; read back (or written otherwise) only
+    # after the deferred writes have run, in their order.
+    async def remember_content(self, creator: str, content_id: uuid.UUID, *, vault: str | None,
+                               category: str | None, price_cents: int | None, overwrite: bool) -> None:  # fmt: skip
+        self._buffer.defer(_REMEMBER, (creator, content_id, vault, category, price_cents, overwrite))
+
+    async def content(self, creator: str, content_id: uuid.UUID) -> ContentFacts | None:
+        await self._buffer.flush_deferred()
+        return await super().content(creator, content_id)
+
+    async def first_milestone(self, creator: str, content_id: uuid.UUID, milestone: str, day: date) -> bool:
+        await self._buffer.flush_deferred()
+        return await super().first_milestone(creator, content_id, milestone, day)
+
+    async def bump_content(self, creator: str, day: date, content_id: uuid.UUID, *, sends: int = 0,
+                           purchases: int = 0, revenue_cents: int = 0) -> None:  # fmt: skip
+        await self._buffer.flush_deferred()
+        await super().bump_content(creator, day, content_id, sends=sends, purchases=purchases,
+                                   revenue_cents=revenue_cents)  # fmt: skip
 
 
 # Every table the analytics handler writes; a rebuild empties them (and its processed_events).

@@ -324,7 +324,17 @@ class ContentBuffer:
         return True
 
     def defer(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run at the next flush: statements of one SQL in the order deferred (one pipelined
+        executemany), so statements of different SQL must commute."""
         self.deferred.append((sql, args))
+
+    async def flush_deferred(self) -> None:
+        deferred: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, args in self.deferred:
+            deferred.setdefault(sql, []).append(args)
+        for sql, values in deferred.items():
+            await self.conn.executemany(sql, values)
+        self.deferred = []
 
     async def prefetch(self, ids: Sequence[Any]) -> None:
         want = list({i for i in ids if i not in self.rows})
@@ -344,11 +354,7 @@ class ContentBuffer:
             groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
-        deferred: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, args in self.deferred:
-            deferred.setdefault(sql, []).append(args)
-        for sql, values in deferred.items():
-            await self.conn.executemany(sql, values)
+        await self.flush_deferred()
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
@@ -356,7 +362,6 @@ class ContentBuffer:
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
-        self.deferred = []
 
     def begin_batch(self) -> None:
         """A new batch transaction begins: what earlier batches did is committed."""
