@@ -415,7 +415,8 @@ REPLAYABLE: dict[str, Replayable] = {
                       where="status NOT IN ('pending', 'sending')", carry=(
                 "UPDATE {new}.suggestions n SET status = o.status, reason = o.reason, model = o.model, "
                 "attempts = o.attempts FROM {old}.suggestions o WHERE n.message_event_id = o.message_event_id "
-                "AND o.status IN ('pending', 'sending') AND n.status IN ('pending', 'ready', 'failed', 'flagged')",
+                "AND ((o.status = 'pending' AND n.status = 'pending') "
+                "OR (o.status = 'sending' AND n.status IN ('pending', 'ready', 'failed', 'flagged')))",
             )),
         ),  # fmt: skip
         content=False,
