@@ -2,6 +2,10 @@
 
 - `small_face_png(i)`: distinct small images (an lfw face on a 208x304 canvas), so a crop takes
   ~30 ms and the run is about the bus, the database and the platform, not MediaPipe.
+- `Comfy`: ComfyUI writing them into a watched output folder; the real folder watcher ingests
+  them and retries an ingest that fails while NATS or PostgreSQL is down.
+- `running_pipeline`: one process running every pipeline handler (crop, tracker, library,
+  upload to the local platform, dlq), the relay, the watcher and the reviewer.
 - `Reviewer`: a person approving whatever reaches review, through the review use case (one
   transaction: the row and `image.approved` in the outbox, published by the relay). It keeps
   going through outages (a failed round is tried again at the next one).
@@ -18,6 +22,8 @@ import contextlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -27,9 +33,12 @@ from tests.images import CANVAS_H, CANVAS_W, Placement, canvas, png_bytes
 from vaultline.adapters.bus.stream import StoredEvent, read_events
 from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import PostgresUnitOfWorkFactory
+from vaultline.bootstrap import Runtime
+from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 from vaultline.domain.errors import UserError
 from vaultline.entrypoints.replay import subject_matches
 from vaultline.handlers import review
+from vaultline.settings import Settings
 
 log = structlog.get_logger("tests.faults")
 
@@ -47,6 +56,56 @@ def small_face_png(i: int) -> bytes:
 
 def vault_of(cid: uuid.UUID) -> str:
     return VAULTS[cid.int % len(VAULTS)]
+
+
+class Comfy:
+    """ComfyUI's output folder of creator `elena`: `write(range)` saves images into it; the
+    watcher's outcome per file lands in `results`, each failed attempt it will retry in `retries`."""
+
+    creator = "elena"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.results: dict[Path, Any] = {}
+        self.retries: list[str] = []
+
+    def write(self, images: Iterable[int]) -> None:
+        for i in images:
+            (self.folder / f"ComfyUI_{i:05d}_.png").write_bytes(small_face_png(i))
+
+    def on_result(self, path: Path, result: Any) -> None:
+        self.results[path] = result
+
+    def on_retry(self, path: Path, error: BaseException) -> None:
+        self.retries.append(f"{path.name}: {error!r}")
+
+    @property
+    def ids(self) -> set[uuid.UUID]:
+        """The content ids of every file written so far. "duplicate" counts: an attempt whose
+        acknowledgement was lost (NATS went away) may have been stored, and the retry is then
+        told the image already exists."""
+        assert all(getattr(r, "status", None) in ("ingested", "duplicate") for r in self.results.values()), self.results
+        return {r.content_id for r in self.results.values()}
+
+    def settings(self, nats_url: str, database_url: str, data_dir: Path, **kw: Any) -> Settings:
+        """Settings of a stack watching this folder for `elena` (production retry defaults)."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config = data_dir / "vaultline.toml"
+        config.write_text(f'[creators.{self.creator}]\ncomfy_output_dirs = ["{self.folder}"]\n')
+        return Settings(nats_url=nats_url, database_url=database_url, data_dir=data_dir, config_file=config, **kw)
+
+
+HANDLERS = ("tracker", "crop", "library", "upload", "dlq")
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(settings: Settings, comfy: Comfy, pool: Any) -> AsyncIterator[Runtime]:
+    """Every pipeline handler, the relay, the watcher on `comfy` and a reviewer, in this process."""
+    async with Runtime(settings, list(HANDLERS), concurrency=2) as rt, Reviewer(pool):
+        rt.add_task(watch_comfy_folders(rt, comfy.creator, [comfy.folder], on_result=comfy.on_result,
+                                        on_retry=comfy.on_retry))  # fmt: skip
+        yield rt
 
 
 class Reviewer:
@@ -99,8 +158,15 @@ async def count_status(pool: Any, status: str) -> int:
         return 0
 
 
-async def consumers_idle(js: Any, names: tuple[str, ...]) -> bool:
-    """Every named durable consumer has nothing pending and nothing in flight."""
+async def at_least(pool: Any, status: str, n: int) -> bool:
+    return await count_status(pool, status) >= n
+
+
+async def settled(js: Any, pool: Any, names: tuple[str, ...]) -> bool:
+    """Nothing left to do: every committed outbox row is published, and every named durable
+    consumer has nothing pending and nothing in flight."""
+    if await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+        return False
     for name in names:
         info = await js.consumer_info(CONSUMERS[name].stream, name)
         if info.num_pending or info.num_ack_pending:

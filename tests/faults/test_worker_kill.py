@@ -22,7 +22,7 @@ import pytest
 
 from tests.children import start_worker, worker_died
 from tests.fanvue_server import FanvueTestServer
-from tests.faults.pipeline import Reviewer, assert_exactly_once, consumers_idle, count_status, rebuild_report, small_face_png
+from tests.faults.pipeline import Reviewer, assert_exactly_once, at_least, settled, rebuild_report, small_face_png
 from tests.waiting import wait_until
 from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenSet, load_cipher
 from vaultline.bootstrap import Ingestor, Runtime
@@ -94,7 +94,7 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
                 workers.start("crop", "-c", "2")
 
                 # The upload worker dies mid-upload: its requests wait at "complete" on the platform.
-                await wait_until(lambda: _at_least(pool, "uploaded", 40) or workers.died(), timeout=120,
+                await wait_until(lambda: at_least(pool, "uploaded", 40) or workers.died(), timeout=120,
                                  what="40 uploads")  # fmt: skip
                 gate = fanvue.hold("media.complete_upload")
                 await wait_until(lambda: gate.entered >= 1 or workers.died(), timeout=30, what="an upload mid-way")
@@ -103,10 +103,10 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
                 gate.release()  # what reached Fanvue completes there; the dead worker never hears of it
                 workers.start("upload", "-c", "4")
 
-                await wait_until(lambda: _at_least(pool, "uploaded", IMAGES) or workers.died(), timeout=150,
+                await wait_until(lambda: at_least(pool, "uploaded", IMAGES) or workers.died(), timeout=150,
                                  interval=0.5, what=f"{IMAGES} uploads")  # fmt: skip
-                await wait_until(lambda: consumers_idle(js, ("tracker", "library", "crop", "upload", "dlq")),
-                                 timeout=30, what="every consumer to be idle")  # fmt: skip
+                await wait_until(lambda: settled(js, pool, ("tracker", "library", "crop", "upload", "dlq")),
+                                 timeout=30, what="the outbox and every consumer to be done")  # fmt: skip
                 by_type = await assert_exactly_once(js, pool, ids)
                 report = await rebuild_report(settings)
         finally:
@@ -127,9 +127,6 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
         assert p.media_uuid in fanvue.folders[p.vault_folder]["media"] and p.vault_folder.startswith(se.event.creator)
     assert report["events"] == 4 * IMAGES and report["tables"]["content"]["live_rows"] == IMAGES
 
-
-async def _at_least(pool, status: str, n: int) -> bool:
-    return await count_status(pool, status) >= n
 
 
 async def _cropped_and_busy(pool, js, n: int) -> bool:
