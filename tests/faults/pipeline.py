@@ -178,36 +178,43 @@ async def stored_events(js: Any) -> list[StoredEvent]:
     return [se async for se in read_events(js)]
 
 
-async def assert_exactly_once(js: Any, pool: Any, ids: set[uuid.UUID]) -> dict[str, list[StoredEvent]]:
+async def assert_exactly_once(
+    js: Any, pool: Any, ids: set[uuid.UUID], *, poison: frozenset[str] = frozenset(),
+    dead_letters: frozenset[tuple[str, str, uuid.UUID | None]] = frozenset(),
+) -> dict[str, list[StoredEvent]]:
     """Each image: one event of each pipeline step in the stream, status `uploaded` with its
     media uuid, its upload `done`; the tracker has one processed_events row per event it
-    reads and nothing else; no dead letter. Returns the stored events by type."""
+    reads and nothing else; the dead letters are exactly `dead_letters` (consumer, reason,
+    event id). Events keyed by a `poison` key and stored bodies that are not events are the
+    test's own poison (checked by the caller). Returns the stored events by type."""
     events = await stored_events(js)
-    assert all(se.event is not None for se in events), [se.error for se in events if se.event is None]
+    valid = [se for se in events if se.event is not None]
+    assert poison or len(valid) == len(events), [se.error for se in events if se.event is None]
     by_type: dict[str, list[StoredEvent]] = {}
-    for se in events:
-        by_type.setdefault(se.event.type, []).append(se)
+    for se in valid:
+        if se.event.key not in poison:
+            by_type.setdefault(se.event.type, []).append(se)
     for t in PIPELINE:
         keys = Counter(uuid.UUID(se.event.key) for se in by_type.get(t, []))
         assert set(keys) == ids, f"{t}: {len(set(keys) - ids)} unknown, {len(ids - set(keys))} missing"
         assert max(keys.values()) == 1, f"{t} twice for {[k for k, n in keys.items() if n > 1][:5]}"
     assert set(by_type) <= set(PIPELINE), set(by_type) - set(PIPELINE)
 
-    rows = await pool.fetch("SELECT id, status, fanvue_media_uuid, vault FROM content")
+    rows = [r for r in await pool.fetch("SELECT id, status, fanvue_media_uuid, vault FROM content") if str(r["id"]) not in poison]
     assert {r["id"] for r in rows} == ids
     assert Counter(r["status"] for r in rows) == {"uploaded": len(ids)}
     media = [r["fanvue_media_uuid"] for r in rows]
     assert all(media) and len(set(media)) == len(ids)  # one media each, none shared
     assert all(r["vault"] == vault_of(r["id"]) for r in rows)
-    steps = await pool.fetch("SELECT step, count(*) AS n FROM uploads GROUP BY step")
-    assert {r["step"]: r["n"] for r in steps} == {"done": len(ids)}
+    steps = await pool.fetch("SELECT content_id, step FROM uploads")
+    assert Counter(r["step"] for r in steps if str(r["content_id"]) not in poison) == {"done": len(ids)}
 
-    tracker_reads = {
-        se.event.event_id for se in events if any(subject_matches(f, se.subject) for f in CONSUMERS["tracker"].filter_subjects)
-    }
+    tracker = CONSUMERS["tracker"].filter_subjects
+    tracker_reads = {se.event.event_id for se in valid if any(subject_matches(f, se.subject) for f in tracker)}
     processed = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM processed_events WHERE handler = 'tracker'")]
     assert len(processed) == len(set(processed)) and set(processed) == tracker_reads  # each once, none skipped
-    assert await pool.fetch("SELECT consumer, reason, subject FROM dead_letters") == []
+    dead = await pool.fetch("SELECT consumer, reason, event_id FROM dead_letters")
+    assert {(r["consumer"], r["reason"], r["event_id"]) for r in dead} == dead_letters and len(dead) == len(dead_letters)
     return by_type
 
 
