@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,6 +43,34 @@ def worker_died(proc: subprocess.Popen, log: Path) -> bool:
     if proc.poll() is not None:
         raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
     return False
+
+
+class Workers:
+    """The `vaultline worker` processes of a test (stderr of all in `log`): start, kill -9,
+    `died()` for wait_until conditions (raises with the log when one that was not killed on
+    purpose exited), `stop()` (SIGTERM to the living, waits for them)."""
+
+    def __init__(self, settings, env_extra: dict[str, str], log: Path) -> None:
+        self.settings, self.env_extra, self.log = settings, env_extra, log
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        self.running.append(start_worker(name, self.settings, self.env_extra, self.log, *args))
+        return self.running[-1]
+
+    async def kill(self, proc: subprocess.Popen) -> None:
+        self.running.remove(proc)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait, 10)
+
+    def died(self) -> bool:
+        return any(worker_died(p, self.log) for p in self.running)
+
+    async def stop(self) -> None:
+        for p in self.running:
+            p.send_signal(signal.SIGTERM)
+        for p in self.running:
+            await asyncio.to_thread(p.wait, 30)
 
 
 @dataclass

@@ -9,9 +9,10 @@
 - `Reviewer`: a person approving whatever reaches review, through the review use case (one
   transaction: the row and `image.approved` in the outbox, published by the relay). It keeps
   going through outages (a failed round is tried again at the next one).
+- `settled`: the outbox is published and the consumers have nothing pending or in flight.
 - `assert_exactly_once`: every image went generated -> cropped -> approved -> uploaded with
   exactly one event of each in the stream; the tracker processed every event it reads once;
-  no dead letter.
+  the dead letters are exactly the expected ones (none, but for the poison test).
 - `rebuild_report`: `vaultline replay --rebuild --json` against the stack (its own process).
 """
 
@@ -34,8 +35,8 @@ from vaultline.adapters.bus.stream import StoredEvent, read_events
 from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import PostgresUnitOfWorkFactory
 from vaultline.bootstrap import Runtime
-from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 from vaultline.domain.errors import UserError
+from vaultline.entrypoints.drivers.comfy_folders import watch_comfy_folders
 from vaultline.entrypoints.replay import subject_matches
 from vaultline.handlers import review
 from vaultline.settings import Settings
@@ -200,7 +201,8 @@ async def assert_exactly_once(
         assert max(keys.values()) == 1, f"{t} twice for {[k for k, n in keys.items() if n > 1][:5]}"
     assert set(by_type) <= set(PIPELINE), set(by_type) - set(PIPELINE)
 
-    rows = [r for r in await pool.fetch("SELECT id, status, fanvue_media_uuid, vault FROM content") if str(r["id"]) not in poison]
+    rows = await pool.fetch("SELECT id, status, fanvue_media_uuid, vault FROM content")
+    rows = [r for r in rows if str(r["id"]) not in poison]
     assert {r["id"] for r in rows} == ids
     assert Counter(r["status"] for r in rows) == {"uploaded": len(ids)}
     media = [r["fanvue_media_uuid"] for r in rows]
@@ -211,10 +213,11 @@ async def assert_exactly_once(
 
     tracker = CONSUMERS["tracker"].filter_subjects
     tracker_reads = {se.event.event_id for se in valid if any(subject_matches(f, se.subject) for f in tracker)}
-    processed = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM processed_events WHERE handler = 'tracker'")]
+    processed = [r[0] for r in await pool.fetch("SELECT event_id FROM processed_events WHERE handler = 'tracker'")]
     assert len(processed) == len(set(processed)) and set(processed) == tracker_reads  # each once, none skipped
     dead = await pool.fetch("SELECT consumer, reason, event_id FROM dead_letters")
-    assert {(r["consumer"], r["reason"], r["event_id"]) for r in dead} == dead_letters and len(dead) == len(dead_letters)
+    assert {(r["consumer"], r["reason"], r["event_id"]) for r in dead} == dead_letters
+    assert len(dead) == len(dead_letters)
     return by_type
 
 

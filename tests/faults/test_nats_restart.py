@@ -26,7 +26,9 @@ from tests.waiting import wait_until
 
 
 @pytest.mark.timeout(200)
-async def test_a_nats_restart_mid_run_loses_no_acked_event_and_the_run_completes(fresh_nats, migrated_db, pool, tmp_path):
+async def test_a_nats_restart_mid_run_loses_no_acked_event_and_the_run_completes(
+    fresh_nats, migrated_db, pool, tmp_path
+):
     comfy = Comfy(tmp_path / "comfy")
     settings = comfy.settings(fresh_nats.url, migrated_db, tmp_path / "data")
     async with running_pipeline(settings, comfy, pool) as rt:
@@ -43,7 +45,7 @@ async def test_a_nats_restart_mid_run_loses_no_acked_event_and_the_run_completes
         comfy.write(range(30, 40))
 
         await wait_until(lambda: at_least(pool, "uploaded", 40), timeout=120, interval=0.2, what="40 uploads")
-        await wait_until(lambda: settled(js, pool, HANDLERS), timeout=30, what="the outbox and every consumer to be done")
+        await wait_until(lambda: settled(js, pool, HANDLERS), timeout=30, what="the outbox and the consumers")
         stored = await stored_events(js)
         assert acked <= {se.event.event_id for se in stored}  # nothing acked was lost
         await assert_exactly_once(js, pool, comfy.ids)

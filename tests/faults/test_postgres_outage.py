@@ -64,7 +64,7 @@ async def test_postgres_down_for_20s_mid_run_naks_with_backoff_and_the_run_compl
             comfy.write(range(30, 40))
 
             await wait_until(lambda: at_least(pool, "uploaded", 40), timeout=120, interval=0.2, what="40 uploads")
-            await wait_until(lambda: settled(js, pool, HANDLERS), timeout=30, what="the outbox and every consumer to be done")
+            await wait_until(lambda: settled(js, pool, HANDLERS), timeout=30, what="the outbox and the consumers")
             by_type = await assert_exactly_once(js, pool, comfy.ids)  # also: no dead letter, nothing skipped
         report = await rebuild_report(settings)
     finally:

@@ -12,17 +12,14 @@ on the budget, which is what it is for, not what this test is about. The workers
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.children import start_worker, worker_died
+from tests.children import Workers
 from tests.fanvue_server import FanvueTestServer
-from tests.faults.pipeline import Reviewer, assert_exactly_once, at_least, settled, rebuild_report, small_face_png
+from tests.faults.pipeline import Reviewer, assert_exactly_once, at_least, rebuild_report, settled, small_face_png
 from tests.waiting import wait_until
 from vaultline.adapters.fanvue.tokens import PostgresTokenStore, TokenSet, load_cipher
 from vaultline.bootstrap import Ingestor, Runtime
@@ -32,70 +29,39 @@ IMAGES = 200
 CREATORS = tuple(f"persona{i}" for i in range(10))
 
 
-class Workers:
-    """`vaultline worker` processes; `died()` (for wait_until) raises with the log when one that
-    was not killed on purpose exited."""
-
-    def __init__(self, settings: Settings, env: dict[str, str], log: Path) -> None:
-        self.settings, self.env, self.log = settings, env, log
-        self.running: list[subprocess.Popen] = []
-        self.killed: list[subprocess.Popen] = []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        self.running.append(start_worker(name, self.settings, self.env, self.log, *args))
-        return self.running[-1]
-
-    async def kill(self, proc: subprocess.Popen) -> None:
-        self.running.remove(proc)
-        self.killed.append(proc)
-        proc.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(proc.wait, 10)
-
-    def died(self) -> bool:
-        return any(worker_died(p, self.log) for p in self.running)
-
-    async def stop(self) -> None:
-        for p in self.running:
-            p.send_signal(signal.SIGTERM)
-        for p in self.running:
-            await asyncio.to_thread(p.wait, 30)
-
-
 async def ack_pending(js, consumer: str) -> int:
     return (await js.consumer_info("EVENTS", consumer)).num_ack_pending
 
 
 @pytest.mark.timeout(240)
-async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_twice(fresh_nats, migrated_db, pool, tmp_path):
+async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_twice(
+    fresh_nats, migrated_db, pool, tmp_path
+):
     settings = Settings(nats_url=fresh_nats.url, database_url=migrated_db, data_dir=tmp_path / "data")
     with FanvueTestServer() as fanvue:
         store = PostgresTokenStore(pool, load_cipher(settings.data_dir))
         for creator in CREATORS:  # logged in: these creators upload to Fanvue
             await store.save(creator, TokenSet.from_token_response(fanvue.issue_tokens(), now=time.time()))
         workers = Workers(settings, {"VAULTLINE_FANVUE_BASE_URL": fanvue.base_url}, tmp_path / "workers.log")
+        producer = None
         try:
             async with Runtime(settings, ["tracker", "library", "dlq"], concurrency=4) as rt, Reviewer(pool):
                 js = rt.ports.js
                 crop = workers.start("crop", "-c", "2")
                 upload = workers.start("upload", "-c", "4")
-                ingestor = Ingestor(rt.ports)
-                ids = set()
-                for i in range(IMAGES):
-                    r = await ingestor.ingest_bytes(small_face_png(i), filename=f"ComfyUI_{i:05d}_.png", source="test",
-                                                    creator=CREATORS[i % len(CREATORS)])  # fmt: skip
-                    assert r.status == "ingested"
-                    ids.add(r.content_id)
+                # ComfyUI produces while the run goes on, as it does.
+                producer = asyncio.create_task(ingest(Ingestor(rt.ports), IMAGES))
 
                 # The crop worker dies with a message in hand (delivered, not acked).
-                await wait_until(lambda: _cropped_and_busy(pool, js, 50) or workers.died(), timeout=120,
-                                 what="the crop worker to be busy after 50 crops")  # fmt: skip
+                await wait_until(lambda: _cropped_and_busy(pool, js, 30) or workers.died(), timeout=120,
+                                 what="the crop worker to be busy after 30 crops")  # fmt: skip
                 await workers.kill(crop)
                 crop_held = await ack_pending(js, "crop")
                 workers.start("crop", "-c", "2")
 
                 # The upload worker dies mid-upload: its requests wait at "complete" on the platform.
-                await wait_until(lambda: at_least(pool, "uploaded", 40) or workers.died(), timeout=120,
-                                 what="40 uploads")  # fmt: skip
+                await wait_until(lambda: at_least(pool, "uploaded", 20) or workers.died(), timeout=120,
+                                 what="20 uploads")  # fmt: skip
                 gate = fanvue.hold("media.complete_upload")
                 await wait_until(lambda: gate.entered >= 1 or workers.died(), timeout=30, what="an upload mid-way")
                 await workers.kill(upload)
@@ -103,6 +69,7 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
                 gate.release()  # what reached Fanvue completes there; the dead worker never hears of it
                 workers.start("upload", "-c", "4")
 
+                ids = await producer
                 await wait_until(lambda: at_least(pool, "uploaded", IMAGES) or workers.died(), timeout=150,
                                  interval=0.5, what=f"{IMAGES} uploads")  # fmt: skip
                 await wait_until(lambda: settled(js, pool, ("tracker", "library", "crop", "upload", "dlq")),
@@ -110,6 +77,8 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
                 by_type = await assert_exactly_once(js, pool, ids)
                 report = await rebuild_report(settings)
         finally:
+            if producer is not None:
+                producer.cancel()  # a no-op once it is done
             await workers.stop()
 
     assert crop_held >= 1, "the crop worker must have died holding a message"
@@ -127,6 +96,15 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
         assert p.media_uuid in fanvue.folders[p.vault_folder]["media"] and p.vault_folder.startswith(se.event.creator)
     assert report["events"] == 4 * IMAGES and report["tables"]["content"]["live_rows"] == IMAGES
 
+
+async def ingest(ingestor: Ingestor, n: int) -> set[uuid.UUID]:
+    ids = set()
+    for i in range(n):
+        r = await ingestor.ingest_bytes(small_face_png(i), filename=f"ComfyUI_{i:05d}_.png", source="test",
+                                        creator=CREATORS[i % len(CREATORS)])  # fmt: skip
+        assert r.status == "ingested"
+        ids.add(r.content_id)
+    return ids
 
 
 async def _cropped_and_busy(pool, js, n: int) -> bool:
