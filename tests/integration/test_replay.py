@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bench.replay import image_run
-from tests.integration.test_dlq_cli import vl
+from tests.children import vl
 from tests.integration.test_sends import req
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import read_events
