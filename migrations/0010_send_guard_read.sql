@@ -2,12 +2,13 @@
 
 -- What the guard reads, as flat rows: kind 'c' = a content asked for, kind 'h' = one of the
 -- fan's live sends (reserved, sent, unknown) with its content's perceptual hash. Plain SQL,
--- STABLE: the planner inlines it into the calling query (its plan shows in EXPLAIN).
+-- STABLE: the planner inlines it into the calling query (its plan shows in EXPLAIN); PARALLEL
+-- SAFE, or a query using it (suggest-ppv's candidates) could not use parallel workers at all.
 CREATE FUNCTION send_guard_rows(ids uuid[], p_creator text, p_platform text, p_fan text)
 RETURNS TABLE (kind text, id uuid, attempt_id uuid, content_id uuid, phash text, status text,
                reserved_at timestamptz, sent_at timestamptz, message_uuid text, price_cents integer,
                generation integer, creator text, platform text, fanvue_media_uuid text)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT 'c', c.id, NULL::uuid, c.id, c.phash, c.status, NULL::timestamptz, NULL::timestamptz, NULL::text,
            c.price_cents, NULL::integer, c.creator, c.platform, c.fanvue_media_uuid
     FROM content c WHERE c.id = ANY(ids)
