@@ -97,7 +97,8 @@ class Comfy:
         return Settings(nats_url=nats_url, database_url=database_url, data_dir=data_dir, config_file=config, **kw)
 
 
-HANDLERS = ("tracker", "crop", "library", "upload", "dlq")
+# analytics too: `replay --rebuild` compares its aggregates with the live ones.
+HANDLERS = ("tracker", "crop", "library", "upload", "analytics", "dlq")
 
 
 @contextlib.asynccontextmanager

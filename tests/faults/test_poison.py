@@ -57,10 +57,11 @@ async def test_poison_and_invalid_json_end_in_the_dead_letters_and_the_consumers
         comfy.write(range(3, 6))  # good events behind the poison
 
         await wait_until(lambda: at_least(pool, "uploaded", 6), timeout=90, what="the images after the poison")
-        await wait_until(lambda: _dead_letter_count(pool, 4), timeout=30, what="4 dead letters")
+        await wait_until(lambda: _dead_letter_count(pool, 5), timeout=30, what="5 dead letters")
         await wait_until(lambda: settled(rt.ports.js, pool, HANDLERS), timeout=30, what="everything to be done")
         expected = frozenset({("upload", "max_deliveries", impossible.event_id), ("tracker", "terminated", garbage_id),
-                              ("library", "terminated", garbage_id), ("upload", "terminated", garbage_id)})  # fmt: skip
+                              ("library", "terminated", garbage_id), ("upload", "terminated", garbage_id),
+                              ("analytics", "terminated", garbage_id)})  # fmt: skip
         await assert_exactly_once(rt.ports.js, pool, comfy.ids, poison=frozenset({str(ghost), str(garbage_key)}),
                                   dead_letters=expected)  # fmt: skip
 

@@ -45,7 +45,7 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
         workers = Workers(settings, {"VAULTLINE_FANVUE_BASE_URL": fanvue.base_url}, tmp_path / "workers.log")
         producer = None
         try:
-            async with Runtime(settings, ["tracker", "library", "dlq"], concurrency=4) as rt, Reviewer(pool):
+            async with Runtime(settings, ["tracker", "library", "analytics", "dlq"], concurrency=4) as rt, Reviewer(pool):
                 js = rt.ports.js
                 crop = workers.start("crop", "-c", "2")
                 upload = workers.start("upload", "-c", "4")
@@ -72,7 +72,7 @@ async def test_killed_crop_and_upload_workers_lose_nothing_and_upload_nothing_tw
                 ids = await producer
                 await wait_until(lambda: at_least(pool, "uploaded", IMAGES) or workers.died(), timeout=150,
                                  interval=0.5, what=f"{IMAGES} uploads")  # fmt: skip
-                await wait_until(lambda: settled(js, pool, ("tracker", "library", "crop", "upload", "dlq")),
+                await wait_until(lambda: settled(js, pool, ("tracker", "library", "analytics", "crop", "upload", "dlq")),
                                  timeout=30, what="the outbox and every consumer to be done")  # fmt: skip
                 by_type = await assert_exactly_once(js, pool, ids)
                 report = await rebuild_report(settings)
