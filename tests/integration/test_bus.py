@@ -112,8 +112,10 @@ async def test_transient_failures_retry_with_growing_delays_and_effect_once(sett
     times = attempts[event.event_id]
     assert len(times) == 3
     gaps = [b - a for a, b in zip(times, times[1:])]
-    # base 0.1 s: the second wait is about twice the first (backoff, not immediate redelivery)
-    assert gaps[0] >= 0.08 and gaps[1] >= 0.18 and gaps[1] > gaps[0] * 1.5, gaps
+    # base 0.1 s: each wait lasts at least its delay, 0.1 then 0.2 s (backoff, not immediate
+    # redelivery). Not a ratio of the gaps: each also carries a redelivery latency of its own
+    # (0.144 / 0.209 s seen on a quiet machine), which flattens the ratio.
+    assert gaps[0] >= 0.08 and gaps[1] >= 0.18, gaps
     assert await pool.fetchval("SELECT n FROM effects WHERE event_id=$1", event.event_id) == 1
 
 
