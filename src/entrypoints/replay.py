@@ -128,12 +128,14 @@ async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], 
     try:
         async with conn.raw.transaction():
             await run(False)
+        buffer.committed()
         return
     except Exception:
         result.applied = applied_before
         buffer.rollback()
     async with conn.raw.transaction():
         await run(True)
+    buffer.committed()
 
 
 def _is_uuid(key: str) -> bool:

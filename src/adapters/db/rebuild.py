@@ -313,6 +313,9 @@ class ContentBuffer:
         self.done: set[tuple[str, Any]] = set()
         self.batch_done: list[tuple[str, Any]] = []
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
+        # Other buffered stores of the rebuild (rebuild_sales): flushed, cleared and rolled back
+        # with this one, so the feeding loop keeps one protocol.
+        self.companions: list[Any] = []
 
     def uow(self) -> _BufferedUnitOfWork:
         return _BufferedUnitOfWork(self)
@@ -342,6 +345,8 @@ class ContentBuffer:
             groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
+        for other in self.companions:
+            await other.flush()
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
@@ -349,11 +354,16 @@ class ContentBuffer:
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
+
+    def committed(self) -> None:
+        """The batch's transaction committed: nothing of it can be rolled back any more."""
         self.batch_done = []
 
     def clear(self) -> None:
         """Forget cached rows SQL may have changed (rows not flushed yet stay)."""
         self.rows = {i: self.rows[i] for i in self.dirty}
+        for other in self.companions:
+            other.clear()
 
     def discard_pending(self) -> None:
         """Forget what is not flushed yet (its savepoint rolled back)."""
@@ -361,6 +371,8 @@ class ContentBuffer:
         self.processed = []
         self.dirty.clear()
         self.rows.clear()
+        for other in self.companions:
+            other.discard_pending()
 
     def rollback(self) -> None:
         """The batch's transaction rolled back: forget everything it did."""
@@ -369,3 +381,5 @@ class ContentBuffer:
         self.processed = []
         self.done.difference_update(self.batch_done)
         self.batch_done = []
+        for other in self.companions:
+            other.rollback()
