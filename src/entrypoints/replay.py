@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_event_batches, read_events
+from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_events, read_events_in_process
 from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import create_pool
 from vaultline.adapters.db.rebuild import (
@@ -168,11 +168,11 @@ def _router(feeders: list[_Feeder]) -> Callable[[StoredEvent], list[_Feeder]]:
     return route
 
 
-async def _read_batches(nc: Any, js: Any, end: int, out: "asyncio.Queue[list[StoredEvent] | None]",
+async def _read_batches(url: str, end: int, out: "asyncio.Queue[list[StoredEvent] | None]",
                         result: RebuildResult) -> None:  # fmt: skip
     batch: list[StoredEvent] = []
     try:
-        async with aclosing(read_event_batches(nc, js, batch=READ_BATCH)) as chunks:
+        async with aclosing(read_events_in_process(url, batch=READ_BATCH)) as chunks:
             async for chunk in chunks:
                 for se in chunk:
                     if se.seq > end:
@@ -213,7 +213,7 @@ async def rebuild(
         end = await last_seq(js)
         # Reading and parsing the stream overlaps with the database's work on the previous batch.
         batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
-        reader = asyncio.create_task(_read_batches(nc, js, end, batches, result))
+        reader = asyncio.create_task(_read_batches(s.nats_url, end, batches, result))
         try:
             while (batch := await batches.get()) is not None:
                 await _feed(pool, buffer, feeders, batch, result)

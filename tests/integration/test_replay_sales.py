@@ -103,3 +103,21 @@ async def test_rebuild_with_the_sales_store_in_memory_equals_the_live_sql_store(
     assert {n: t.summary()["differences"] for n, t in result.tables.items()} == dict.fromkeys(result.tables, 0)
     assert result.tables["sends"].rebuilt_rows == 7 and result.tables["fans"].rebuilt_rows == 4
     assert result.tables["sale_keys"].rebuilt_rows == 9
+
+
+async def test_the_rebuild_reads_in_a_child_process_exactly_what_read_events_reads(js, nats_url):
+    """The NATS side of reading runs in a child process; the events, their order, seq, subject
+    and stored time are those of read_events; a child that cannot read makes the reader raise."""
+    from vaultline.adapters.bus.stream import read_events, read_events_in_process
+
+    await provision(js)
+    events = stream()
+    for e in events:
+        await js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)})
+    want = [(se.seq, se.subject, se.stored_at, se.raw, se.error) async for se in read_events(js)]
+    got = [(se.seq, se.subject, se.stored_at, se.raw, se.error)
+           async for chunk in read_events_in_process(nats_url, batch=7) for se in chunk]  # fmt: skip
+    assert got == want and len(got) == len(events)
+    with pytest.raises(RuntimeError, match="stream reader"):
+        async for _ in read_events_in_process("nats://127.0.0.1:1", batch=7):
+            pass
