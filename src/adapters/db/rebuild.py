@@ -158,7 +158,9 @@ class BatchPool:
 
 
 async def connect_schema(database_url: str, schema: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    # A rebuild that dies is thrown away and run again from the stream: its commits need not
+    # wait for the disk.
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema, "synchronous_commit": "off"})
     await _init_connection(conn)
     return conn
 
@@ -316,6 +318,12 @@ class ContentBuffer:
         # Other buffered stores of the rebuild (rebuild_sales): flushed, cleared and rolled back
         # with this one, so the feeding loop keeps one protocol.
         self.companions: list[Any] = []
+        self.schema: str | None = None
+
+    async def _schema(self) -> str:
+        if self.schema is None:
+            self.schema = str(await self.conn.fetchval("SELECT current_schema()"))
+        return self.schema
 
     def uow(self) -> _BufferedUnitOfWork:
         return _BufferedUnitOfWork(self)
@@ -350,7 +358,7 @@ class ContentBuffer:
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
-                schema_name=await self.conn.fetchval("SELECT current_schema()"),
+                schema_name=await self._schema(),
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
