@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -157,12 +157,12 @@ def _router(feeders: list[_Feeder]) -> Callable[[StoredEvent], list[_Feeder]]:
         return [f for f in feeders if any(subject_matches(p, subject) for p in f.filters)]
 
     def route(se: StoredEvent) -> list[_Feeder]:
-        assert se.event is not None
         if not by_type or se.subject.count(".") != 3:
             return match(se.subject)
-        found = cache.get(se.event.type)
+        type_ = se.subject.rsplit(".", 2)[0]
+        found = cache.get(type_)
         if found is None:
-            found = cache[se.event.type] = match(se.subject)
+            found = cache[type_] = match(se.subject)
         return found
 
     return route

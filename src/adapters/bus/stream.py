@@ -129,21 +129,12 @@ async def read_events(
             pass
 
 
-async def read_event_batches(
-    nc: NATS, js: JetStreamContext, *, stream: str = EVENTS_STREAM, batch: int = 1000
-) -> AsyncIterator[list[StoredEvent]]:
-    """Every event stored when called, in stream order, in lists of up to `batch` (see _pull_batches)."""
-    async with aclosing(_pull_batches(nc, js, stream=stream, batch=batch)) as lists:
-        async for msgs in lists:
-            yield [_stored(m) for m in msgs]
-
-
 async def _pull_batches(
     nc: NATS, js: JetStreamContext, *, stream: str = EVENTS_STREAM, batch: int = 1000, ahead: int = 3,
     idle: float = 10.0,
 ) -> AsyncIterator[list[nats.aio.msg.Msg]]:
     """Every message stored when called (and any stored since, up to the count then), in stream
-    order, in lists of up to `batch`: for reading the whole stream fast (`replay --rebuild`).
+    order, in lists of up to `batch`: for reading the whole stream fast (read_events_in_process).
 
     read_events' `fetch` waits for each message on its own (a task and a timer per message);
     here `ahead` pull requests are kept open on an ephemeral no-ack consumer and the messages
@@ -229,7 +220,8 @@ _US = timedelta(microseconds=1)
 
 
 async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterator[list[StoredEvent]]:
-    """read_event_batches, with the NATS side (protocol, headers, metadata: ~half the cost of
+    """Every event stored when called, in stream order, in lists of up to `batch` (`replay
+    --rebuild`), with the NATS side (protocol, headers, metadata: ~half the cost of
     reading an event in nats-py) done by a child process on the other core; this process only
     splits the child's frames and validates the events. A child that fails raises here."""
     proc = await asyncio.create_subprocess_exec(
