@@ -6,6 +6,7 @@ The handlers are the real ones (bootstrap.REPLAYABLE); only the unit of work dif
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -214,14 +215,22 @@ async def rebuild(
         # Reading and parsing the stream overlaps with the database's work on the previous batch.
         batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
         reader = asyncio.create_task(_read_batches(s.nats_url, end, batches, result))
+        # The rebuild keeps every projected row alive: Python's automatic full collections
+        # would walk them again and again (half the time at 100,000 events). Only the young
+        # generations are collected, once per batch: what the batch allocated.
+        gc_was_on = gc.isenabled()
+        gc.disable()
         try:
             while (batch := await batches.get()) is not None:
                 await _feed(pool, buffer, feeders, batch, result)
+                gc.collect(1)
                 if progress:
                     progress(batch[-1].seq, end)
             await reader
         finally:
             reader.cancel()
+            if gc_was_on:
+                gc.enable()
         if progress:
             progress(max(end, result.events), max(end, result.events))
         for r in REPLAYABLE.values():
