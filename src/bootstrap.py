@@ -277,6 +277,16 @@ class Replayable:
     bulk: Callable[[ContentBuffer], Projector] | None = None
     # False: `replay --handler` only (its tables are in rebuild.NOT_COMPARED, carried on --swap).
     in_rebuild: bool = True
+    # Reads or writes `content` with SQL: the rebuild flushes the tracker's ContentBuffer before
+    # each of its events and forgets the buffer's cached rows after. False for projections that
+    # never touch content (analytics, chat): the buffer stays as it is.
+    content: bool = True
+    # The events it projects, when they are not its live consumer's (chat: the inbox writes
+    # its rows live together with message.sent / reply.discarded; a replay applies those).
+    subjects: tuple[str, ...] | None = None
+
+    def filter_subjects(self, name: str) -> tuple[str, ...]:
+        return self.subjects or CONSUMERS[name].filter_subjects
 
 
 def _tracker_projector(pool: Any) -> Projector:
@@ -332,8 +342,60 @@ def _analytics_projector(pool: Any) -> Projector:
     return apply
 
 
+def _analytics_bulk(buffer: ContentBuffer) -> Projector:
+    from vaultline.adapters.db.analytics import BufferedAnalyticsStore
+    from vaultline.handlers import analytics
+
+    store = BufferedAnalyticsStore(buffer)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await analytics.handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
+def _chat_projector(pool: Any) -> Projector:
+    from vaultline.adapters.db.chat import PostgresChatProjection
+    from vaultline.handlers import chat
+
+    store = PostgresChatProjection(pool)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await chat.project(event, store=store)
+
+    return apply
+
+
+def _chat_projected() -> tuple[str, ...]:
+    from vaultline.handlers.chat import PROJECTED
+
+    return PROJECTED
+
+
+def _analytics_tables() -> tuple[TableSpec, ...]:
+    from vaultline.adapters.db.analytics import TABLES
+
+    # Every aggregate is a pure function of the events, compared by its primary key (a table
+    # added to analytics.TABLES without its key here fails at import).
+    keys = {
+        "analytics_daily": ("creator", "day", "metric", "dim"),
+        "analytics_content": ("creator", "content_id"),
+        "analytics_sends": ("creator", "message_uuid", "content_id"),
+        "analytics_messages": ("creator", "message_uuid"),
+        "analytics_sales": ("creator", "dedupe_key"),
+        "analytics_content_daily": ("creator", "day", "content_id"),
+        "analytics_content_sends_daily": ("creator", "day", "content_id"),
+        "analytics_fan_daily": ("creator", "day", "fan_id"),
+        "analytics_fans": ("creator", "fan_id"),
+        "analytics_reply_waiting": ("creator", "fan_id"),
+        "analytics_reply_times": ("creator", "event_id"),
+        "analytics_reply_hist": ("creator", "day", "bucket"),
+    }
+    return tuple(TableSpec(t, keys[t]) for t in TABLES)
+
+
 # The one list of projections (in feeding order: content before the sales that count on it).
-# A new projection (chat's messages/suggestions, analytics' aggregates) adds its entry here.
+# A new projection adds its entry here (and its tables leave rebuild.NOT_COMPARED).
 REPLAYABLE: dict[str, Replayable] = {
     "tracker": Replayable(_tracker_projector, (TableSpec("content", ("id",)),), bulk=_tracker_bulk),
     "sales": Replayable(
@@ -354,7 +416,27 @@ REPLAYABLE: dict[str, Replayable] = {
         ),  # fmt: skip
         bulk=_sales_bulk,
     ),
-    "analytics": Replayable(_analytics_projector, (), in_rebuild=False),
+    "chat": Replayable(
+        _chat_projector,
+        (
+            # Generated ids (and the ids that point at them) differ; the relation is compared
+            # through message_event_id.
+            TableSpec("messages", ("event_id",), ignore=("id",)),
+            # A suggestion still pending (the chat handler's retries: attempts, reason) or being
+            # sent (a person's claim in flight) is its use case's working state: not compared,
+            # carried over on --swap onto the rebuilt row while that one is still open.
+            TableSpec("suggestions", ("message_event_id",), ignore=("id", "message_id", "sent_message_id"),
+                      where="status NOT IN ('pending', 'sending')", carry=(
+                "UPDATE {new}.suggestions n SET status = o.status, reason = o.reason, model = o.model, "
+                "attempts = o.attempts FROM {old}.suggestions o WHERE n.message_event_id = o.message_event_id "
+                "AND ((o.status = 'pending' AND n.status = 'pending') "
+                "OR (o.status = 'sending' AND n.status IN ('pending', 'ready', 'failed', 'flagged')))",
+            )),
+        ),  # fmt: skip
+        content=False,
+        subjects=tuple(f"{t}.>" for t in _chat_projected()),
+    ),
+    "analytics": Replayable(_analytics_projector, _analytics_tables(), bulk=_analytics_bulk, content=False),
 }
 
 

@@ -19,12 +19,17 @@ from vaultline.adapters.embedded.nats import EmbeddedNats
 from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+_FAULTS_DIR = Path(__file__).parent / "faults"
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if _INTEGRATION_DIR in Path(str(item.fspath)).parents:
+        parents = Path(str(item.fspath)).parents
+        if _INTEGRATION_DIR in parents:
             item.add_marker(pytest.mark.integration)
+        if _FAULTS_DIR in parents:  # real servers too, and faults injected into them
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.faults)
 
 
 def _pg_temp_dir() -> Path:

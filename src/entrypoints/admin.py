@@ -536,19 +536,36 @@ class AdminServer:
     """uvicorn inside our event loop, on a free port unless one is configured."""
 
     def __init__(
-        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[Path, Path] | None = None
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[Path, Path] | None = None,
+        fallback: bool = False,
     ) -> None:
-        """`tls`: (certificate, key) PEM files to serve https."""
+        """`tls`: (certificate, key) PEM files to serve https. `fallback`: when `port` is taken,
+        serve on a free one instead of failing (see `fell_back`)."""
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
             ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
         )  # fmt: skip
         self.server = _Server(config)
         self.host = host
+        self.port = port
+        self.fallback = fallback
+        self.fell_back = False
         self.scheme = "https" if tls else "http"
 
     async def serve(self) -> None:
-        await self.server.serve()
+        if not self.fallback or self.port == 0:
+            await self.server.serve()
+            return
+        # The socket is bound here, not probed then bound by uvicorn: two workers starting at once
+        # would both see the port free and one would fail to bind.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.bind((self.host, 0))
+            self.fell_back = True
+        await self.server.serve(sockets=[sock])
 
     @property
     def started(self) -> bool:

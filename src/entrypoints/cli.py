@@ -80,7 +80,6 @@ def worker(
     from vaultline.bootstrap import HANDLERS, Runtime
     from vaultline.entrypoints.admin import load_or_create_token
     from vaultline.entrypoints.metrics_http import metrics_server, runtime_refresh
-    from vaultline.entrypoints.stack import _port_free
 
     s = connected(data_dir, need_db=True)
     if metrics_port is not None:
@@ -95,9 +94,8 @@ def worker(
 
         rt = Runtime(s, [] if name == "relay" else [name], concurrency=concurrency, relay=name == "relay")
         await rt.start()
-        port = s.metrics_port if s.metrics_port == 0 or _port_free(s.metrics_host, s.metrics_port) else 0
         token = None if s.metrics_public else load_or_create_token(s.data_dir, s.admin_token)
-        server = metrics_server(host=s.metrics_host, port=port, token=token, public=s.metrics_public,
+        server = metrics_server(host=s.metrics_host, port=s.metrics_port, token=token, public=s.metrics_public,
                                refresh=runtime_refresh(rt))  # fmt: skip
         serving = rt.add_task(server.serve())
         while not server.started and not serving.done():

@@ -185,8 +185,13 @@ async def _sync(settings: Settings, creator: str | None, once: bool, interval: f
         known = await store.fanvue_creators()
         if creator is not None and creator not in known:
             raise CliError(f"creator {creator!r} is not logged in to Fanvue: run `vaultline fanvue login --creator {creator}`")
-        if not known:
+        if not known and once:
             raise CliError("no creator is logged in to Fanvue: run `vaultline fanvue login --creator C` first")
+        if not known:
+            # The loop (a deployment's fanvue-sync service) starts before anyone logs in: it
+            # re-reads the logged-in creators every pass instead of exiting into a restart loop.
+            typer.echo("no creator is logged in to Fanvue yet: waiting for `vaultline fanvue login --creator C`",
+                       err=True)
         tokens = connect.token_store(pool, settings.data_dir)
 
         async def api_for(c: str) -> FanvueClient:

@@ -22,7 +22,12 @@ def _renderer(fmt: str, stream: Any) -> Any:
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     if fmt == "console":
-        return structlog.dev.ConsoleRenderer(colors=getattr(stream, "isatty", lambda: False)())
+        # Plain tracebacks: structlog's default draws them with rich (locals included), which
+        # blocks the event loop ~3.5 s per logged exception on a busy 2-core machine; during a
+        # PostgreSQL outage every failed delivery logs one and the process stops making progress.
+        return structlog.dev.ConsoleRenderer(
+            colors=getattr(stream, "isatty", lambda: False)(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.processors.JSONRenderer()
 
 

@@ -97,7 +97,8 @@ def with_metrics(app: Any, settings: Any, token: str, runtime: Any) -> ASGIApp:
 
 def metrics_server(*, host: str, port: int, token: str | None, public: bool, refresh: Refresh | None) -> Any:
     """A worker's own small HTTP server for /metrics (and /health): an AdminServer (uvicorn in
-    our loop) around MetricsApp alone."""
+    our loop) around MetricsApp alone; a taken port falls back to a free one (several workers on
+    one machine)."""
     from vaultline.entrypoints.admin import AdminServer
 
-    return AdminServer(MetricsApp(None, token=token, public=public, refresh=refresh), host=host, port=port)
+    return AdminServer(MetricsApp(None, token=token, public=public, refresh=refresh), host=host, port=port, fallback=True)

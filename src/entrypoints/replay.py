@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 
 from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_events, read_events_in_process
-from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import create_pool
 from vaultline.adapters.db.rebuild import (
     BatchPool,
@@ -80,6 +79,7 @@ class _Feeder:
     filters: tuple[str, ...]
     apply: Projector
     bulk: bool  # runs over the ContentBuffer; else on SQL (buffer flushed before, cleared after)
+    content: bool = True  # on SQL and touches content: needs that flush before and clear after
 
 
 async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], batch: list[StoredEvent],
@@ -90,7 +90,8 @@ async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], 
 
     async def one(f: _Feeder, se: StoredEvent, isolated: bool) -> None:
         assert se.event is not None
-        if not f.bulk:
+        shares = not f.bulk and f.content
+        if shares:
             await buffer.flush()  # the SQL handler sees every row projected before this event
         try:
             if isolated:  # a savepoint per event: a failure undoes this event only
@@ -105,7 +106,7 @@ async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], 
                 buffer.discard_pending()
             raise
         finally:
-            if not f.bulk:
+            if shares:
                 buffer.clear()  # it may have changed content rows (purchase counters)
 
     routes = _router(feeders)
@@ -207,8 +208,8 @@ async def rebuild(
     await create_rebuild_schema(s.database_url, result.schema)
     conn = await connect_schema(s.database_url, result.schema)
     pool, buffer = BatchPool(conn), ContentBuffer(conn)
-    feeders = [_Feeder(CONSUMERS[name].filter_subjects, r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None)
-               for name, r in REPLAYABLE.items() if r.in_rebuild]  # fmt: skip
+    feeders = [_Feeder(r.filter_subjects(name), r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None,
+                       r.content) for name, r in REPLAYABLE.items() if r.in_rebuild]  # fmt: skip
     nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
         end = await last_seq(js)
@@ -313,7 +314,7 @@ async def replay_handler(
     nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
         end = await last_seq(js)
-        async for se in read_events(js, subjects=CONSUMERS[name].filter_subjects, start_seq=from_seq,
+        async for se in read_events(js, subjects=REPLAYABLE[name].filter_subjects(name), start_seq=from_seq,
                                     start_time=since, batch=READ_BATCH):  # fmt: skip
             if se.seq > end:
                 break

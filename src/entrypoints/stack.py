@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import structlog
 
@@ -87,17 +86,16 @@ class Stack:
             services=Services.from_runtime(self.runtime),
             ready_checks=[self._nats_ok, self._db_ok],
         )
-        port = s.admin_port if s.admin_port == 0 or _port_free(s.admin_host, s.admin_port) else 0
-        if port != s.admin_port:
-            log.warning("admin port taken; using a free one", wanted=s.admin_port)
         app = with_metrics(create_app(ctx), s, security.token, self.runtime)
-        self.admin = AdminServer(app, host=s.admin_host, port=port, tls=security.tls)
+        self.admin = AdminServer(app, host=s.admin_host, port=s.admin_port, tls=security.tls, fallback=True)
         admin_task = self.runtime.add_task(self.admin.serve())
         while not self.admin.started:
             if admin_task.done():
                 admin_task.result()  # raises the bind error
                 raise RuntimeError("admin server exited during start")
             await asyncio.sleep(0.02)
+        if self.admin.fell_back:
+            log.warning("admin port taken; using a free one", wanted=s.admin_port, url=self.admin.url)
 
         platforms = {slug: (await self.runtime.ports.platforms(slug)).name for slug in s.creators()}
         write_runtime_json(
@@ -160,15 +158,6 @@ class Stack:
         for server in (self.pg, self.nats):
             if server is not None:
                 await asyncio.to_thread(server.stop)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _redact(url: str) -> str:

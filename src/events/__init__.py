@@ -266,6 +266,7 @@ class ReplySuggested(Payload):
     flags: list[str] = Field(default_factory=list)  # guardrail reasons, for a person
     reason: str | None = None  # why pending/failed
     model: str | None = None
+    attempts: int = Field(default=0, ge=0)  # model calls so far (replay rebuilds suggestions.attempts)
 
 
 class MessageSent(Payload):
@@ -280,6 +281,9 @@ class MessageSent(Payload):
     draft: int | None = Field(default=None, ge=1)  # which draft (1-based), None = typed by hand
     edited: bool = False
     offer: PpvOffer | None = None
+    # What the inbox recorded with the message, so a replay rebuilds the same rows.
+    media_uuids: list[str] = Field(default_factory=list)
+    reply_seconds: int | None = Field(default=None, ge=0)  # oldest unanswered fan message -> this reply
 
 
 class ReplyDiscarded(Payload):

@@ -36,7 +36,7 @@ from vaultline.domain.guardrails import check_fan_message
 from vaultline.domain.retry import PermanentError, TransientError
 from vaultline.events import Envelope, MessageReceived, PpvOffer, ReplySuggested, new_event
 from vaultline.handlers.heartbeat import DEFAULT_EVERY_S, Heartbeat, keep_alive
-from vaultline.handlers.ports import ChatStore, Drafter, FanProfiles, OfferSource
+from vaultline.handlers.ports import ChatProjection, ChatStore, Drafter, FanProfiles, OfferSource
 
 NAME = "chat"
 log = structlog.get_logger("vaultline.chat")
@@ -57,7 +57,7 @@ def suggested_event(cause: Envelope, s: Suggestion, *, discriminator: str = "") 
     offer = PpvOffer(content_id=s.offer.content_id, price_cents=s.offer.price_cents) if s.offer else None
     payload = ReplySuggested(
         message_event_id=cause.event_id, fan_id=s.fan_id, status=s.status, drafts=list(s.drafts),  # type: ignore[arg-type]
-        offer=offer, flags=list(s.flags), reason=s.reason, model=s.model,
+        offer=offer, flags=list(s.flags), reason=s.reason, model=s.model, attempts=s.attempts,
     )  # fmt: skip
     return new_event("reply.suggested", creator=cause.creator, key=s.fan_id, payload=payload, cause=cause,
                      discriminator=discriminator)  # fmt: skip
@@ -103,7 +103,7 @@ async def handle(
     except ModelUnavailable as e:
         reason = f"model unavailable: {e}"
         first = s.attempts == 0
-        pending = replace(s, reason=reason, model=model)
+        pending = replace(s, reason=reason, model=model, attempts=s.attempts + 1)
         attempts = await store.mark_pending(
             s.id, reason, event=suggested_event(event, pending, discriminator="pending") if first else None
         )
@@ -128,3 +128,21 @@ async def handle(
                        reason="every draft was rejected by the guardrails", attempts=s.attempts + 1)  # fmt: skip
     await store.finish(done, handler=NAME, event=suggested_event(event, done))
     return done
+
+
+# --------------------------------------------------------------------------- replay
+
+# What writes each row live, and which recorded event a replay applies instead: the chat
+# handler (message.received -> the message and its pending suggestion; reply.suggested -> the
+# drafts, replayed as recorded: the model is never asked again) and the inbox (message.sent,
+# reply.discarded -> a person's decision; nothing is sent again).
+PROJECTED = ("message.received", "reply.suggested", "message.sent", "reply.discarded")
+
+
+async def project(event: Envelope, *, store: ChatProjection) -> bool:
+    """Apply one chat event to messages/suggestions; False when it was already applied."""
+    apply = {
+        "message.received": store.received, "reply.suggested": store.suggested,
+        "message.sent": store.sent, "reply.discarded": store.discarded,
+    }.get(event.type)  # fmt: skip
+    return await apply(event) if apply is not None else False

@@ -191,6 +191,7 @@ async def send(
     payload = MessageSent(
         platform=sent.platform, fan_id=fan_id, message_uuid=sent.message_uuid, text=text, approved_by=approved_by,
         suggestion_event_id=s.message_event_id, draft=None if templates else draft, edited=edited, offer=offer,
+        media_uuids=list(sent.media_uuids), reply_seconds=seconds,
     )  # fmt: skip
     event = new_event("message.sent", creator=creator, key=fan_id, payload=payload,
                       event_id=derived_id(s.message_event_id, "message.sent"), occurred_at=now)  # fmt: skip

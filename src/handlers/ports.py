@@ -122,6 +122,20 @@ class ChatSender(Protocol):
         uuid. Raises Conflict when the guard refuses (nothing sent)."""
 
 
+class ChatProjection(Protocol):
+    """messages and suggestions as a projection of the chat events (adapters/db/chat.py), for
+    `vaultline replay`: each method applies one recorded event (never the model, never a
+    platform) and returns False when it changed nothing (already applied)."""
+
+    async def received(self, event: Envelope) -> bool: ...
+
+    async def suggested(self, event: Envelope) -> bool: ...
+
+    async def sent(self, event: Envelope) -> bool: ...
+
+    async def discarded(self, event: Envelope) -> bool: ...
+
+
 class ChatStore(Protocol):
     """Messages and suggestions (adapters/db/chat.py). Methods that change state are one
     transaction each; `finish` includes the handler's processed_events row."""

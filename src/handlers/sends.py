@@ -2,10 +2,11 @@
 
 The platform has no idempotency key, so the order of things is what makes it exactly once:
 
-1. In one transaction, under a lock on the fan: check the guard (the fan's live sends, exact
-   and near-duplicate by perceptual hash) and insert the `sends` rows as `reserved`. A unique
+1. Under a lock on the fan, held from the guard's read through the reservation: check the guard
+   (the fan's live sends as committed after the lock was granted, exact and near-duplicate by
+   perceptual hash) and insert the `sends` rows as `reserved` (one atomic statement). A unique
    index that ignores failed rows is the database's own backstop: a second live row of one
-   content to one fan cannot exist. Commit. Only then
+   content to one fan cannot exist. Only once the rows are committed
 2. call the platform once.
 3. Success: one transaction marks the rows `sent` (message uuid) and puts one `media.sent`
    per content into the outbox. A clear refusal: the rows are released (`failed`) with the
@@ -113,7 +114,8 @@ class AttemptRow:
 
 
 class FanTx(Protocol):
-    """One transaction holding the fan's lock (two senders to one fan take turns)."""
+    """Holds the fan's lock from its first read until it ends (two senders to one fan take
+    turns); what it reads is what was committed once the lock was granted."""
 
     async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]: ...
 
@@ -121,8 +123,8 @@ class FanTx(Protocol):
         """The fan's live sends (reserved, sent, unknown) with each content's phash."""
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
-        """Insert the rows as `reserved` (and the fan, if new). Raises Conflict when the unique
-        index refuses a second live send."""
+        """Insert the rows as `reserved` (and the fan, if new), committed on return. Raises
+        Conflict when the unique index refuses a second live send."""
 
 
 class SendStore(Protocol):

@@ -117,3 +117,51 @@ def test_kept_webhooks_are_listed(env: FanvueTestServer, database_url: str) -> N
     (row,) = json.loads(r.stdout)
     assert (row["event"], row["recipient_uuid"], row["deliveries"], json.loads(row["body"])) == (
         "tip", "who-is-this", 1, {"price": 100})
+
+
+def test_sync_loop_started_before_any_login_waits_for_one(env: FanvueTestServer, database_url: str,
+                                                          tmp_path) -> None:
+    """The deployment's fanvue-sync service (`vaultline fanvue sync`, no --once) starts before
+    anyone has logged in: it keeps running and syncs a creator from the pass after the login."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.waiting import wait_until
+
+    log = tmp_path / "sync.log"
+    proc = subprocess.Popen([sys.executable, "-m", "vaultline", "fanvue", "sync", "--interval", "1"],
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=open(log, "ab"))  # noqa: SIM115 - closed with the process
+
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise AssertionError(f"`fanvue sync` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+    async def said_waiting() -> bool:
+        alive()
+        return "no creator is logged in to Fanvue yet" in log.read_text()
+
+    async def received() -> list[str]:
+        alive()
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [r["subject"] for r in await conn.fetch("SELECT subject FROM outbox")
+                    if r["subject"].startswith("message.received.elena.")]
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(wait_until(said_waiting, timeout=60, what="the loop saying it waits for a login"))
+        grant = env.issue_tokens()
+        assert CliRunner().invoke(fanvue_app, ["login", "--creator", "elena", "--access-token",
+                                               grant["access_token"]]).exit_code == 0
+        env.fan_says("5939aa00-0000-4000-8000-0000000000dd", "are you there?")
+        assert len(asyncio.run(wait_until(received, timeout=60, what="the fan's message in the outbox"))) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -3,16 +3,12 @@ processed once, and retrying an event that was in fact processed has no second e
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
-from dataclasses import dataclass
 
 import pytest
 
+from tests.children import vl
 from tests.integration.test_bus import effects_table, record_effect
 from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import Delivery, event_handler
@@ -33,23 +29,6 @@ def counting_handler(broken: dict[str, bool]):
         return event_handler(run)
 
     return factory
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    output: str  # stdout + stderr
-
-
-async def vl(settings, *args: str) -> Result:
-    """The CLI as an operator runs it: its own process (logs on stderr, JSON on stdout)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTLINE_")} | {
-        "VAULTLINE_DATABASE_URL": settings.database_url, "VAULTLINE_NATS_URL": settings.nats_url,
-    }  # fmt: skip
-    argv = [sys.executable, "-m", "vaultline", *args, "--data-dir", str(settings.data_dir)]
-    p = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
-    return Result(p.returncode, p.stdout, p.stdout + p.stderr)
 
 
 async def test_retry_republishes_once_and_a_processed_event_has_no_second_effect(settings, pool):

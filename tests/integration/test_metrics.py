@@ -108,6 +108,35 @@ async def test_metrics_public_needs_no_token(settings, pool):
         await task
 
 
+async def test_two_workers_asking_for_one_metrics_port_both_serve():
+    """Workers started together on one machine share the default port: the first gets it, the
+    other falls back to a free one. Both start at once, so a probe-then-bind would race."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        wanted = probe.getsockname()[1]
+    servers = [metrics_server(host="127.0.0.1", port=wanted, token=None, public=True, refresh=None)
+               for _ in range(2)]  # fmt: skip
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    try:
+        await wait_until(lambda: all(s.started for s in servers) or any(t.done() for t in tasks),
+                         what="both metrics servers")  # fmt: skip
+        for t in tasks:
+            if t.done():
+                t.result()  # the bind error, if any
+        ports = sorted(int(s.url.rsplit(":", 1)[1]) for s in servers)
+        assert wanted in ports and len(set(ports)) == 2
+        assert [s.fell_back for s in servers].count(True) == 1
+        async with httpx.AsyncClient(timeout=10) as http:
+            for s in servers:
+                assert (await http.get(f"{s.url}/health")).json() == {"status": "ok"}
+    finally:
+        for s in servers:
+            await s.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @pytest.mark.timeout(120)
 async def test_vaultline_worker_serves_metrics(settings, pool, tmp_path):
     """`vaultline worker analytics --metrics-port 0` as an operator starts it."""

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bench.replay import image_run
-from tests.integration.test_dlq_cli import vl
+from tests.children import vl
 from tests.integration.test_sends import req
 from tests.waiting import wait_until
 from vaultline.adapters.bus.stream import read_events
@@ -36,8 +36,8 @@ def image_events(n: int, creator: str = "elena") -> tuple[list, list[uuid.UUID]]
 async def seeded(settings, pool, tmp_path):
     """A run through the live handlers: 3 images projected by the tracker, one image sent to a fan
     (send use case -> outbox -> relay -> media.sent), the fan's purchase and a follow through
-    the sales handler."""
-    async with Runtime(settings, ["tracker", "sales"]) as rt:
+    the sales handler; analytics counts all of it."""
+    async with Runtime(settings, ["tracker", "sales", "analytics"]) as rt:
         events, ids = image_events(3)
         for e in events:
             await rt.publisher.publish(e)
@@ -56,6 +56,8 @@ async def seeded(settings, pool, tmp_path):
         await rt.publisher.publish(followed)
         await wait_until(lambda: _count(pool, "SELECT count(*) FROM processed_events WHERE handler = 'sales'", 3),
                          timeout=30)  # fmt: skip
+        await wait_until(lambda: _count(pool, "SELECT count(*) FROM processed_events WHERE handler = 'analytics'",
+                                        3 * 4 + 3), timeout=30)  # fmt: skip
     assert await pool.fetchval("SELECT times_purchased FROM content WHERE id = $1", ids[0]) == 1
     return ids
 

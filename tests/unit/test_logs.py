@@ -24,6 +24,25 @@ def test_a_log_file_gets_json_lines_and_console_is_readable(tmp_path):
     configure_logging("WARNING")
 
 
+def test_console_tracebacks_are_plain_text_without_locals(tmp_path):
+    """structlog's default draws them with rich and every local's value: seconds per exception
+    on a busy machine (the event loop stalls during an outage) and secrets in the log."""
+    configure_logging("INFO", tmp_path / "c.log", "console")
+
+    def fail(password: str) -> None:
+        raise ConnectionRefusedError("Connect call failed")
+
+    secret = "-".join(("hunter2", "secret"))  # in no source line the traceback quotes
+    try:
+        fail(secret)
+    except ConnectionRefusedError:
+        structlog.get_logger("t").exception("could not record delivery failure")
+    text = (tmp_path / "c.log").read_text()
+    configure_logging("WARNING")
+    assert "Traceback (most recent call last):" in text and "ConnectionRefusedError: Connect call failed" in text
+    assert "hunter2-secret" not in text and "╭" not in text  # no locals, no rich panel
+
+
 def test_noise_pattern_spares_errors():
     assert NATIVE_NOISE.match(b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
     assert NATIVE_NOISE.match(b"W0000 00:00:1796047372.042302   32046 inference_feedback_manager.cc:114] x")

@@ -19,10 +19,11 @@ from typing import Any
 import structlog
 from faststream import AckPolicy, BaseMiddleware
 from faststream.exceptions import HandlerException, NackMessage, RejectMessage
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsToken, NatsUserPassword, PullSub
 from nats.js.api import PubAck
 
 from vaultline.adapters import metrics
+from vaultline.adapters.bus.stream import nats_auth
 from vaultline.adapters.bus.topology import EVENTS_STREAM, ConsumerSpec
 from vaultline.domain.retry import TransientError, backoff_delay, is_permanent
 from vaultline.events import Envelope, parse_event
@@ -74,10 +75,15 @@ def make_broker(
     retry_cap: float = 60.0,
     log_level: int = logging.DEBUG,
 ) -> NatsBroker:
-    if isinstance(servers, str):
-        servers = [u.strip() for u in servers.split(",") if u.strip()]
+    urls, auth = nats_auth(servers if isinstance(servers, str) else ",".join(servers))
+    # For every node, announced ones included (see nats_auth).
+    security = (
+        NatsToken(auth["token"]) if "token" in auth
+        else NatsUserPassword(auth["user"], auth["password"]) if auth else None
+    )  # fmt: skip
     return NatsBroker(
-        servers,
+        urls,
+        security=security,
         max_reconnect_attempts=-1,  # a worker waits out a node restart rather than dying
         # Backstop only: the retry middleware decides ack/nak/term explicitly.
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -29,11 +30,32 @@ def nats_servers(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
+def nats_auth(url: str) -> tuple[list[str], dict[str, str]]:
+    """The servers of VAULTLINE_NATS_URL without credentials, and the credentials as connect
+    options (`user`/`password` or `token`).
+
+    nats-py uses a URL's user:password for that URL only. The nodes a cluster announces
+    (INFO connect_urls) join the client's pool without them, so a reconnect that picks one is
+    refused (Authorization Violation) and the client then closes for good: a worker that lost
+    its node stayed alive but deaf. Options apply to every server, announced ones included."""
+    servers = nats_servers(url)
+    parts = [urlsplit(s) for s in servers]
+    found = {(u.username, u.password) for u in parts if u.username}
+    if len(found) != 1:
+        return servers, {}  # none, or different per node: leave them in the URLs
+    user, password = found.pop()
+    bare = [u._replace(netloc=u.netloc.rpartition("@")[2]).geturl() for u in parts]
+    if password is None:
+        return bare, {"token": unquote(user)}
+    return bare, {"user": unquote(user), "password": unquote(password)}
+
+
 async def connect(url: str, *, name: str = "vaultline", long_lived: bool = False) -> tuple[NATS, JetStreamContext]:
     # Long-lived processes ride out a node restart (lame duck alone is 30 s); a CLI command
     # should fail fast instead of hanging.
+    servers, auth = nats_auth(url)
     nc = await nats.connect(
-        nats_servers(url), name=name, connect_timeout=5, max_reconnect_attempts=-1 if long_lived else 3
+        servers, name=name, connect_timeout=5, max_reconnect_attempts=-1 if long_lived else 3, **auth
     )
     return nc, nc.jetstream()
 

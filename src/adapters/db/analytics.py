@@ -14,9 +14,31 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
+from vaultline.adapters.db.rebuild import BatchPool, ContentBuffer
 from vaultline.domain import analytics as a
 from vaultline.events import Envelope, SaleRecorded
 from vaultline.handlers.analytics import ContentFacts, Counts, MessageFacts, WaitingSale
+
+
+_BUMP = """INSERT INTO analytics_daily AS t (creator, day, metric, dim, value)
+           SELECT $1, $2, m, d, v FROM unnest($3::text[], $4::text[], $5::bigint[]) AS u(m, d, v)
+           ON CONFLICT (creator, day, metric, dim) DO UPDATE SET value = t.value + EXCLUDED.value"""
+
+
+# overwrite=False (media.uploaded) only fills a vault not known yet.
+_REMEMBER = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
+               SET vault = CASE WHEN $6 THEN EXCLUDED.vault ELSE coalesce(t.vault, EXCLUDED.vault) END,
+                   category = CASE WHEN $6 THEN EXCLUDED.category ELSE t.category END,
+                   price_cents = CASE WHEN $6 THEN EXCLUDED.price_cents ELSE t.price_cents END"""
+
+
+def _bump_args(creator: str, day: date, counts: Counts) -> tuple[Any, ...] | None:
+    # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
+    items = sorted((m, d, v) for (m, d), v in counts.items() if v)
+    if not items:
+        return None
+    return creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
 
 
 class PostgresAnalyticsTx:
@@ -31,16 +53,9 @@ class PostgresAnalyticsTx:
         await self._uow.add_outbox(event)
 
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
-        # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
-        items = sorted((m, d, v) for (m, d), v in counts.items() if v)
-        if not items:
-            return
-        await self._conn.execute(
-            """INSERT INTO analytics_daily AS t (creator, day, metric, dim, value)
-               SELECT $1, $2, m, d, v FROM unnest($3::text[], $4::text[], $5::bigint[]) AS u(m, d, v)
-               ON CONFLICT (creator, day, metric, dim) DO UPDATE SET value = t.value + EXCLUDED.value""",
-            creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
-        )  # fmt: skip
+        args = _bump_args(creator, day, counts)
+        if args:
+            await self._conn.execute(_BUMP, *args)
 
     async def content(self, creator: str, content_id: uuid.UUID) -> ContentFacts | None:
         row = await self._conn.fetchrow(
@@ -50,15 +65,7 @@ class PostgresAnalyticsTx:
 
     async def remember_content(self, creator: str, content_id: uuid.UUID, *, vault: str | None,
                                category: str | None, price_cents: int | None, overwrite: bool) -> None:  # fmt: skip
-        if overwrite:
-            sql = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
-                     SET vault = EXCLUDED.vault, category = EXCLUDED.category, price_cents = EXCLUDED.price_cents"""
-        else:
-            sql = """INSERT INTO analytics_content AS t (creator, content_id, vault, category, price_cents)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, content_id) DO UPDATE
-                     SET vault = coalesce(t.vault, EXCLUDED.vault)"""
-        await self._conn.execute(sql, creator, content_id, vault, category, price_cents)
+        await self._conn.execute(_REMEMBER, creator, content_id, vault, category, price_cents, overwrite)
 
     async def first_milestone(self, creator: str, content_id: uuid.UUID, milestone: str, day: date) -> bool:
         column = {"sent": "first_sent_on", "purchased": "first_purchased_on"}[milestone]
@@ -198,6 +205,56 @@ class PostgresAnalyticsStore:
     async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
         async with PostgresUnitOfWork(self._pool) as uow:
             yield PostgresAnalyticsTx(uow)
+
+
+class BufferedAnalyticsStore:
+    """The analytics store inside `replay --rebuild`, over the rebuild's batch (adapters/db/rebuild
+    ContentBuffer): processed_events rows and the daily counters (nothing in the handler reads
+    them back) are written once per batch, with the tracker's, instead of a round trip each per
+    event; the rest runs on SQL as live. Undone with the batch or the event's savepoint."""
+
+    def __init__(self, buffer: ContentBuffer) -> None:
+        self._buffer = buffer
+        self._pool = BatchPool(buffer.conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
+        async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
+            yield _BufferedAnalyticsTx(uow, self._buffer)
+
+
+class _BufferedAnalyticsTx(PostgresAnalyticsTx):
+    def __init__(self, uow: PostgresUnitOfWork, buffer: ContentBuffer) -> None:
+        super().__init__(uow)
+        self._buffer = buffer
+
+    async def first_time(self, handler: str, event_id: uuid.UUID, stream_seq: int | None = None) -> bool:
+        return self._buffer.first_time(handler, event_id, stream_seq)
+
+    async def bump(self, creator: str, day: date, counts: Counts) -> None:
+        args = _bump_args(creator, day, counts)
+        if args:
+            self._buffer.defer(_BUMP, args)  # increments commute with every other write
+
+    # What analytics knows of a content is deferred too; read back (or written otherwise) only
+    # after the deferred writes have run, in their order.
+    async def remember_content(self, creator: str, content_id: uuid.UUID, *, vault: str | None,
+                               category: str | None, price_cents: int | None, overwrite: bool) -> None:  # fmt: skip
+        self._buffer.defer(_REMEMBER, (creator, content_id, vault, category, price_cents, overwrite))
+
+    async def content(self, creator: str, content_id: uuid.UUID) -> ContentFacts | None:
+        await self._buffer.flush_deferred()
+        return await super().content(creator, content_id)
+
+    async def first_milestone(self, creator: str, content_id: uuid.UUID, milestone: str, day: date) -> bool:
+        await self._buffer.flush_deferred()
+        return await super().first_milestone(creator, content_id, milestone, day)
+
+    async def bump_content(self, creator: str, day: date, content_id: uuid.UUID, *, sends: int = 0,
+                           purchases: int = 0, revenue_cents: int = 0) -> None:  # fmt: skip
+        await self._buffer.flush_deferred()
+        await super().bump_content(creator, day, content_id, sends=sends, purchases=purchases,
+                                   revenue_cents=revenue_cents)  # fmt: skip
 
 
 # Every table the analytics handler writes; a rebuild empties them (and its processed_events).

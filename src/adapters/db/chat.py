@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from vaultline.adapters.db import PostgresUnitOfWork
 from vaultline.adapters.db.sales import PostgresSendReads, offerable_of, offerable_rows
 from vaultline.domain.chat import (
     OPEN_STATUSES,
@@ -23,7 +24,7 @@ from vaultline.domain.chat import (
     Suggestion,
 )
 from vaultline.domain.sends import Offerable, PriceTier
-from vaultline.events import Envelope, MessageReceived
+from vaultline.events import Envelope, MessageReceived, MessageSent, ReplyDiscarded, ReplySuggested
 
 
 
@@ -54,6 +55,59 @@ async def queue_event(pool: asyncpg.Pool, event: Envelope) -> None:
         await _outbox(conn, event)
 
 
+async def _receive(conn: Any, event: Envelope) -> asyncpg.Record:
+    """The message.received row and its pending suggestion; `inserted`: the message is new."""
+    p = event.payload
+    assert isinstance(p, MessageReceived)
+    name = p.fan.display_name or p.fan.handle
+    # One statement, no explicit lock: ON CONFLICT ... DO UPDATE waits for a concurrent
+    # delivery of the same platform message (webhook + sync + redelivery) to commit and
+    # then returns its row, so both see the same message and the same suggestion.
+    return await conn.fetchrow(
+        """WITH m AS (
+               INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid,
+                                     media_uuids, price_cents, sent_at, fan_name, event_id)
+               VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT (creator, platform, platform_message_uuid) WHERE platform_message_uuid IS NOT NULL
+               DO UPDATE SET fan_name = COALESCE(messages.fan_name, EXCLUDED.fan_name)
+               RETURNING id, xmax = 0 AS inserted),
+           s AS (
+               INSERT INTO suggestions (creator, fan_id, message_id, message_event_id)
+               SELECT $1, $2, id, $10 FROM m
+               ON CONFLICT (message_id) DO UPDATE SET message_id = suggestions.message_id
+               RETURNING *)
+           SELECT s.*, m.inserted FROM s, m""",
+        event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
+        p.price_cents, p.sent_at or event.occurred_at, name, event.event_id,
+    )  # fmt: skip
+
+
+# A person's reply (the inbox's record_sent, and message.sent on a replay): the outgoing
+# message, then its suggestion as sent.
+_INSERT_OUT = """INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid, media_uuids,
+                                      content_ids, price_cents, sent_at, sent_by, event_id)
+                 VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (event_id) DO NOTHING RETURNING id"""
+# The event's time, not now(): a replay of reply.discarded sets the same value.
+_DISCARD = """UPDATE suggestions SET status = 'discarded', discarded_by = $2, discarded_at = $3, updated_at = now()
+              WHERE id = $1 AND status = ANY($4::text[]) RETURNING id"""
+_MARK_SENT = """UPDATE suggestions SET status = 'sent', approved_by = $2, approved_at = $3, sent_draft = $4,
+                       edited = $5, sent_message_id = COALESCE($6, sent_message_id), reply_seconds = $7,
+                       updated_at = now()
+                WHERE id = $1"""
+
+
+async def _supersede(conn: Any, suggestion_id: int) -> None:
+    # Older open suggestions of the same conversation are answered by this action.
+    await conn.execute(
+        """UPDATE suggestions o SET status = 'superseded', updated_at = now()
+           FROM suggestions s
+           WHERE s.id = $1 AND o.creator = s.creator AND o.fan_id = s.fan_id AND o.id < s.id
+             AND o.status = ANY($2::text[])""",
+        suggestion_id, list(OPEN_STATUSES),
+    )  # fmt: skip
+
+
 class PostgresChatStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -61,28 +115,7 @@ class PostgresChatStore:
     # ------------------------------------------------------------------ the chat handler
 
     async def receive(self, event: Envelope) -> Suggestion:
-        p = event.payload
-        assert isinstance(p, MessageReceived)
-        name = p.fan.display_name or p.fan.handle
-        # One statement, no explicit lock: ON CONFLICT ... DO UPDATE waits for a concurrent
-        # delivery of the same platform message (webhook + sync + redelivery) to commit and
-        # then returns its row, so both see the same message and the same suggestion.
-        row = await self._pool.fetchrow(
-            """WITH m AS (
-                   INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid,
-                                         media_uuids, price_cents, sent_at, fan_name, event_id)
-                   VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT (creator, platform, platform_message_uuid) WHERE platform_message_uuid IS NOT NULL
-                   DO UPDATE SET fan_name = COALESCE(messages.fan_name, EXCLUDED.fan_name)
-                   RETURNING id)
-               INSERT INTO suggestions (creator, fan_id, message_id, message_event_id)
-               SELECT $1, $2, id, $10 FROM m
-               ON CONFLICT (message_id) DO UPDATE SET message_id = suggestions.message_id
-               RETURNING *""",
-            event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
-            p.price_cents, p.sent_at or event.occurred_at, name, event.event_id,
-        )  # fmt: skip
-        return _suggestion(row)
+        return _suggestion(await _receive(self._pool, event))
 
     async def history(self, creator: str, fan_id: str, *, limit: int, up_to: int | None = None) -> list[ChatLine]:
         rows = await self._pool.fetch(
@@ -107,13 +140,14 @@ class PostgresChatStore:
     async def finish(self, suggestion: Suggestion, *, handler: str, event: Envelope) -> bool:
         s = suggestion
         # One statement = one transaction: processed_events, the suggestion, the outbox event.
+        # drafted_at is the event's time, so a replay of reply.suggested sets the same value.
         row = await self._pool.fetchrow(
             """WITH p AS (
                    INSERT INTO processed_events(handler, event_id) VALUES ($1, $2)
                    ON CONFLICT DO NOTHING RETURNING 1),
                u AS (
                    UPDATE suggestions SET status = $4, drafts = $5, offer_content_id = $6, offer_price_cents = $7,
-                          flags = $8, reason = $9, model = $10, attempts = $11, drafted_at = now(), updated_at = now()
+                          flags = $8, reason = $9, model = $10, attempts = $11, drafted_at = $15, updated_at = now()
                    WHERE id = $3 AND status = 'pending' AND EXISTS (SELECT 1 FROM p) RETURNING 1),
                o AS (
                    INSERT INTO outbox(event_id, subject, body) SELECT $12, $13, $14 WHERE EXISTS (SELECT 1 FROM u)
@@ -121,7 +155,7 @@ class PostgresChatStore:
                SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM o) AS queued""",
             handler, s.message_event_id, s.id, s.status, list(s.drafts), s.offer.content_id if s.offer else None,
             s.offer.price_cents if s.offer else None, list(s.flags), s.reason, s.model, s.attempts,
-            event.event_id, event.subject, event.to_json(),
+            event.event_id, event.subject, event.to_json(), event.occurred_at,
         )  # fmt: skip
         # Not updated: already finished, or a person acted on it; the processed row records it.
         return bool(row["updated"])
@@ -212,44 +246,19 @@ class PostgresChatStore:
         m = message
         async with self._pool.acquire() as conn, conn.transaction():
             message_id = await conn.fetchval(
-                """INSERT INTO messages (creator, fan_id, direction, text, platform, platform_message_uuid, media_uuids,
-                                         content_ids, price_cents, sent_at, sent_by, event_id)
-                   VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                   ON CONFLICT (event_id) DO NOTHING RETURNING id""",
-                m.creator, m.fan_id, m.text, m.platform, m.message_uuid, list(m.media_uuids), list(m.content_ids),
-                m.price_cents, m.sent_at, m.sent_by, event.event_id,
+                _INSERT_OUT, m.creator, m.fan_id, m.text, m.platform, m.message_uuid, list(m.media_uuids),
+                list(m.content_ids), m.price_cents, m.sent_at, m.sent_by, event.event_id,
             )  # fmt: skip
-            await conn.execute(
-                """UPDATE suggestions SET status = 'sent', approved_by = $2, approved_at = $3, sent_draft = $4,
-                          edited = $5, sent_message_id = COALESCE($6, sent_message_id), reply_seconds = $7,
-                          updated_at = now()
-                   WHERE id = $1""",
-                suggestion_id, m.sent_by, m.sent_at, draft, edited, message_id, reply_seconds,
-            )  # fmt: skip
-            await self._supersede(conn, suggestion_id)
+            await conn.execute(_MARK_SENT, suggestion_id, m.sent_by, m.sent_at, draft, edited, message_id, reply_seconds)
+            await _supersede(conn, suggestion_id)
             await _outbox(conn, event)
-
-    async def _supersede(self, conn: asyncpg.Connection, suggestion_id: int) -> None:
-        # Older open suggestions of the same conversation are answered by this action.
-        await conn.execute(
-            """UPDATE suggestions o SET status = 'superseded', updated_at = now()
-               FROM suggestions s
-               WHERE s.id = $1 AND o.creator = s.creator AND o.fan_id = s.fan_id AND o.id < s.id
-                 AND o.status = ANY($2::text[])""",
-            suggestion_id, list(OPEN_STATUSES),
-        )  # fmt: skip
 
     async def discard(self, suggestion_id: int, *, by: str, event: Envelope) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
-            done = await conn.fetchval(
-                """UPDATE suggestions SET status = 'discarded', discarded_by = $2, discarded_at = now(),
-                          updated_at = now()
-                   WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""",
-                suggestion_id, by, list(OPEN_STATUSES),
-            )  # fmt: skip
+            done = await conn.fetchval(_DISCARD, suggestion_id, by, event.occurred_at, list(OPEN_STATUSES))
             if done is None:
                 return False
-            await self._supersede(conn, suggestion_id)
+            await _supersede(conn, suggestion_id)
             await _outbox(conn, event)
             return True
 
@@ -260,6 +269,77 @@ class PostgresChatStore:
             creator, fan_id,
         )  # fmt: skip
         return {r["c"] for r in rows}
+
+
+class PostgresChatProjection:
+    """ChatProjection: the same rows as the chat handler and the inbox write live, from their
+    recorded events (`vaultline replay`). Idempotent per event, without processed_events rows
+    (the live chat handler's own rows must not be pre-empted: it still drafts pending ones)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def received(self, event: Envelope) -> bool:
+        return bool((await _receive(self._pool, event))["inserted"])
+
+    async def suggested(self, event: Envelope) -> bool:
+        p = event.payload
+        assert isinstance(p, ReplySuggested)
+        if p.status == "pending":  # the model was unavailable (as mark_pending wrote it; later retries are not events)
+            return bool(await self._pool.fetchval(
+                """UPDATE suggestions SET reason = COALESCE(reason, $2), attempts = GREATEST(attempts, $3),
+                          updated_at = now()
+                   WHERE message_event_id = $1 AND status = 'pending' AND (reason IS NULL OR attempts < $3)
+                   RETURNING 1""",
+                p.message_event_id, p.reason, p.attempts,
+            ))  # fmt: skip
+        # As finish() wrote it live: only a suggestion still pending (a person may have answered first).
+        return bool(await self._pool.fetchval(
+            """UPDATE suggestions SET status = $2, drafts = $3, offer_content_id = $4, offer_price_cents = $5,
+                      flags = $6, reason = $7, model = $8, attempts = $9, drafted_at = $10, updated_at = now()
+               WHERE message_event_id = $1 AND status = 'pending' RETURNING 1""",
+            p.message_event_id, p.status, list(p.drafts), p.offer.content_id if p.offer else None,
+            p.offer.price_cents if p.offer else None, list(p.flags), p.reason, p.model, p.attempts, event.occurred_at,
+        ))  # fmt: skip
+
+    async def sent(self, event: Envelope) -> bool:
+        p = event.payload
+        assert isinstance(p, MessageSent)
+        async with PostgresUnitOfWork(self._pool) as uow:  # the rebuild's batch pool too
+            conn = uow.conn
+            message_id = await conn.fetchval(
+                _INSERT_OUT, event.creator, p.fan_id, p.text, p.platform, p.message_uuid, list(p.media_uuids),
+                [p.offer.content_id] if p.offer else [], p.offer.price_cents if p.offer else None,
+                event.occurred_at, p.approved_by, event.event_id,
+            )  # fmt: skip
+            sid = await self._open(conn, p.suggestion_event_id)
+            if sid is not None:
+                await conn.execute(_MARK_SENT, sid, p.approved_by, event.occurred_at, p.draft, p.edited, message_id,
+                                   p.reply_seconds)  # fmt: skip
+                await _supersede(conn, sid)
+            return message_id is not None or sid is not None
+
+    async def discarded(self, event: Envelope) -> bool:
+        p = event.payload
+        assert isinstance(p, ReplyDiscarded)
+        async with PostgresUnitOfWork(self._pool) as uow:  # the rebuild's batch pool too
+            conn = uow.conn
+            sid = await self._open(conn, p.suggestion_event_id)
+            if sid is None or await conn.fetchval(_DISCARD, sid, p.discarded_by, event.occurred_at,
+                                                  list(OPEN_STATUSES)) is None:  # fmt: skip
+                return False
+            await _supersede(conn, sid)
+            return True
+
+    @staticmethod
+    async def _open(conn: Any, message_event_id: uuid.UUID | None) -> int | None:
+        """The suggestion a person answered, while it is still open (else already applied)."""
+        if message_event_id is None:
+            return None
+        return await conn.fetchval(
+            "SELECT id FROM suggestions WHERE message_event_id = $1 AND status = ANY($2::text[]) FOR UPDATE",
+            message_event_id, list(OPEN_STATUSES),
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- issue 9: offers and fan profiles

@@ -34,24 +34,11 @@ NOT_COMPARED: dict[str, str] = {
     "fanvue_unrouted_webhooks": "webhooks received for no known account (input, not derived)",
     "fanvue_sync_state": "the sync loop's cursors (bookkeeping)",
     "fanvue_open_ppv": "the sync loop's working set of open PPV messages (bookkeeping)",
-    "uploads": "the upload handler's resumable platform workflow (platform side effects are never replayed; "
-    "its visible outcome is content.status / fanvue_media_uuid via media.* events)",
+    "uploads": "the upload handler's resumable platform workflow (steps, part ids, the feed post; platform side "
+    "effects are never replayed); its visible outcome, content.status / fanvue_media_uuid / vault / url, comes "
+    "from media.* events through the tracker and is compared",
     "ingest_problems": "files the watcher could not ingest (never became events)",
     "rate_buckets": "shared Fanvue request budget (bookkeeping)",
-    # Chat (issue 10) merged while replay was being built; not rebuilt yet (see README):
-    "messages": "not rebuilt yet: 'in' rows come from message.received via the chat handler's store.receive, "
-    "which also opens the model-drafting suggestion and is not idempotent per event without a platform uuid; "
-    "'out' rows are written by the inbox send, not by a consumer",
-    "suggestions": "model drafts and a person's decisions (operator input), not derivable from events",
-    # Analytics (issue 11) merged last: its handler is idempotent and replayable with
-    # `vaultline replay --handler analytics --from-seq 1`; wiring it into the schema rebuild
-    # (bootstrap.REPLAYABLE) is open work (a poison event in a batch interacts with the
-    # tracker's in-memory buffer when a second projector runs on SQL).
-    **{t: "analytics aggregates: rebuilt with `replay --handler analytics`, not yet by --rebuild" for t in (
-        "analytics_daily", "analytics_content", "analytics_sends", "analytics_messages", "analytics_sales",
-        "analytics_content_daily", "analytics_content_sends_daily", "analytics_fan_daily", "analytics_fans",
-        "analytics_reply_waiting", "analytics_reply_times", "analytics_reply_hist",
-    )},
 }
 
 # Generated on insert (ids, clocks of the projection itself): never compared.
@@ -313,8 +300,12 @@ class ContentBuffer:
         self.dirty: set[Any] = set()
         self.processed: list[tuple[str, Any, int | None]] = []
         self.done: set[tuple[str, Any]] = set()
+        # Everything done since the batch's transaction began (flushes inside it included): what
+        # `rollback` forgets when that transaction rolls back.
         self.batch_done: list[tuple[str, Any]] = []
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
+        # Writes another bulk projector leaves for the flush (commutative ones: counter increments).
+        self.deferred: list[tuple[str, tuple[Any, ...]]] = []
         # Other buffered stores of the rebuild (rebuild_sales): flushed, cleared and rolled back
         # with this one, so the feeding loop keeps one protocol.
         self.companions: list[Any] = []
@@ -334,6 +325,27 @@ class ContentBuffer:
         self.processed += processed
         self.done.update((h, e) for h, e, _ in processed)
         self.batch_done += [(h, e) for h, e, _ in processed]
+
+    def first_time(self, handler: str, event_id: Any, stream_seq: int | None = None) -> bool:
+        """processed_events for a bulk projector outside the tracker's unit of work (written by
+        flush, forgotten by discard_pending / rollback)."""
+        if (handler, event_id) in self.done:
+            return False
+        self.commit({}, [(handler, event_id, stream_seq)])
+        return True
+
+    def defer(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run at the next flush: statements of one SQL in the order deferred (one pipelined
+        executemany), so statements of different SQL must commute."""
+        self.deferred.append((sql, args))
+
+    async def flush_deferred(self) -> None:
+        deferred: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, args in self.deferred:
+            deferred.setdefault(sql, []).append(args)
+        for sql, values in deferred.items():
+            await self.conn.executemany(sql, values)
+        self.deferred = []
 
     async def prefetch(self, ids: Sequence[Any]) -> None:
         want = list({i for i in ids if i not in self.rows})
@@ -355,6 +367,7 @@ class ContentBuffer:
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
         for other in self.companions:
             await other.flush()
+        await self.flush_deferred()
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
@@ -377,6 +390,7 @@ class ContentBuffer:
         """Forget what is not flushed yet (its savepoint rolled back)."""
         self.done.difference_update((h, e) for h, e, _ in self.processed)
         self.processed = []
+        self.deferred = []
         self.dirty.clear()
         self.rows.clear()
         for other in self.companions:
@@ -387,6 +401,7 @@ class ContentBuffer:
         self.rows.clear()
         self.dirty.clear()
         self.processed = []
+        self.deferred = []
         self.done.difference_update(self.batch_done)
         self.batch_done = []
         for other in self.companions:

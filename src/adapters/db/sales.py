@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
-from vaultline.adapters.db.sends import HISTORY_FROM, upsert_fan
+from vaultline.adapters.db.sends import upsert_fan
 from vaultline.domain import sends as rules
 from vaultline.domain.retry import TransientError
 from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE
@@ -246,8 +246,8 @@ OFFER_CANDIDATES_SQL = f"""
 WITH recent AS (SELECT {OFFERABLE_COLUMNS}, description, fanvue_media_uuid,
                        CASE WHEN phash ~ {HEX64} THEN ('x' || phash)::bit(64) END AS bits
                 {OFFERABLE_FROM}),
-has AS (SELECT s.content_id, c.phash, CASE WHEN c.phash ~ {HEX64} THEN ('x' || c.phash)::bit(64) END AS bits
-        {HISTORY_FROM.format('$1', '$2', '$4')}),
+has AS (SELECT h.content_id, h.phash, CASE WHEN h.phash ~ {HEX64} THEN ('x' || h.phash)::bit(64) END AS bits
+        FROM send_guard_rows('{{}}', $1, $2, $4) h WHERE h.kind = 'h'),
 b AS (SELECT c.category, c.tags FROM sends s JOIN content c ON c.id = s.content_id
       WHERE s.creator = $1 AND s.platform = $2 AND s.fan_id = $4 AND s.purchased_at IS NOT NULL),
 cats AS (SELECT category, count(*) AS n FROM b WHERE category <> '' GROUP BY category),

@@ -17,25 +17,28 @@ from vaultline.domain.sends import PriorSend
 from vaultline.events import Envelope
 from vaultline.handlers.sends import AttemptRow, ContentForSend, NewSend
 
-HISTORY_COLUMNS = """s.id, s.attempt_id, s.content_id, c.phash, s.status, s.reserved_at, s.sent_at, s.message_uuid,
-       s.price_cents, s.generation"""
-HISTORY_FROM = """FROM sends s LEFT JOIN content c ON c.id = s.content_id
-WHERE s.creator = {0} AND s.platform = {1} AND s.fan_id = {2} AND s.status <> 'failed'"""
-HISTORY_SQL = f"SELECT {HISTORY_COLUMNS} {HISTORY_FROM.format('$1', '$2', '$3')}"
-# The guard's reads in one round trip, as flat rows (kind 'c': a content asked for, kind 'h': one
-# of the fan's live sends); flat rows decode far faster than arrays of records.
-GUARD_SQL = f"""
-SELECT 'c' AS kind, id, NULL::uuid AS attempt_id, id AS content_id, phash, status, NULL::timestamptz AS reserved_at,
-       NULL::timestamptz AS sent_at, NULL::text AS message_uuid, price_cents, NULL::integer AS generation,
-       creator, platform, fanvue_media_uuid
-FROM content WHERE id = ANY($1)
-UNION ALL
-SELECT 'h', {HISTORY_COLUMNS}, NULL, NULL, NULL {HISTORY_FROM.format('$2', '$3', '$4')}"""
+# The fan's live sends with their contents' phash, and the guard's read under the fan's lock:
+# SQL functions of migrations/0010_send_guard_read.sql (one definition of what a fan has, which
+# suggest-ppv reads too).
+HISTORY_SQL = """SELECT id, attempt_id, content_id, phash, status, reserved_at, sent_at, message_uuid, price_cents, generation
+FROM send_guard_rows('{}', $1, $2, $3) WHERE kind = 'h'"""
+GUARD_READ_SQL = "SELECT * FROM send_guard_read($1, $2, $3, $4, $5)"
+# The reservation as one statement (atomic without BEGIN/COMMIT round trips): the fan, if new,
+# and one `reserved` row per content; the unique index refuses a second live send.
+RESERVE_SQL = """
+WITH fan AS (INSERT INTO fans(creator, platform, fan_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
+INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents, text, status,
+                  generation, forced, reason, sent_by)
+SELECT r.id, r.attempt_id, r.content_id, $1, $2, $3, r.media_uuid, r.price_cents, r.text, 'reserved', r.generation,
+       r.forced, r.reason, r.sent_by
+FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::integer[], $9::text[], $10::integer[],
+            $11::boolean[], $12::text[], $13::text[])
+     AS r(id, attempt_id, content_id, media_uuid, price_cents, text, generation, forced, reason, sent_by)"""
 
 
 def fan_lock_key(creator: str, platform: str, fan_id: str) -> int:
-    """The fan's advisory lock: a signed 64-bit number of our own, so BEGIN and the lock go to
-    the server in one round trip (an int literal needs no parameter)."""
+    """The fan's advisory lock: a signed 64-bit number of our own (a 64-bit key space apart from
+    the hashtext() keys of the other locks)."""
     digest = hashlib.blake2b(f"fan:{creator}:{platform}:{fan_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -70,45 +73,49 @@ async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_
 
 
 class PostgresFanTx:
+    """Holds the fan's lock from its first read (or reservation) until the connection goes back
+    to the pool. No transaction of its own: each statement is atomic and, in READ COMMITTED, sees
+    what was committed before it started, the same as inside one transaction."""
+
     def __init__(self, conn: asyncpg.Connection, creator: str, platform: str, fan_id: str) -> None:
         self.conn, self.creator, self.platform, self.fan_id = conn, creator, platform, fan_id
         self._history: list[PriorSend] | None = None  # read together with the contents
 
-    async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]:
-        rows = await self.conn.fetch(GUARD_SQL, list(ids), self.creator, self.platform, self.fan_id)
+    async def _read(self, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+        """One round trip: the fan's lock (waiting for a concurrent sender to finish), then the
+        contents asked for and the fan's live sends as of after the wait."""
+        key = fan_lock_key(self.creator, self.platform, self.fan_id)
+        rows = await self.conn.fetch(GUARD_READ_SQL, key, list(ids), self.creator, self.platform, self.fan_id)
         self._history = [prior(tuple(r)[1:11]) for r in rows if r["kind"] == "h"]
+        return rows
+
+    async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]:
         return [
             ContentForSend(r["id"], r["creator"], r["status"], r["platform"], r["fanvue_media_uuid"], r["phash"], r["price_cents"])
-            for r in rows
+            for r in await self._read(ids)
             if r["kind"] == "c"
         ]
 
     async def history(self) -> list[PriorSend]:
-        if self._history is not None:
-            return self._history
-        return await fan_history(self.conn, self.creator, self.platform, self.fan_id)
+        if self._history is None:
+            await self._read([])
+        assert self._history is not None
+        return self._history
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
         # The fan exists from now on; it is "seen" when a message reaches them (mark_sent), the
         # time media.sent carries, so a replay of the events rebuilds the same first_seen_at.
-        await self.conn.execute(
-            "INSERT INTO fans(creator, platform, fan_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            self.creator, self.platform, self.fan_id,
-        )  # fmt: skip
-        await self.conn.execute("SAVEPOINT reserve")  # the error message below needs the transaction
+        if self._history is None:
+            await self._read([])  # the fan's lock, if nothing took it yet
         try:
-            await self.conn.executemany(
-                """INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents,
-                                     text, status, generation, forced, reason, sent_by)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'reserved', $10, $11, $12, $13)""",
-                [
-                    (r.send_id, r.attempt_id, r.content_id, self.creator, self.platform, self.fan_id, r.media_uuid,
-                     r.price_cents, r.text, r.generation, r.forced, r.reason, r.sent_by)
-                    for r in rows
-                ],
+            await self.conn.execute(
+                RESERVE_SQL, self.creator, self.platform, self.fan_id,
+                [r.send_id for r in rows], [r.attempt_id for r in rows], [r.content_id for r in rows],
+                [r.media_uuid for r in rows], [r.price_cents for r in rows], [r.text for r in rows],
+                [r.generation for r in rows], [r.forced for r in rows], [r.reason for r in rows],
+                [r.sent_by for r in rows],
             )  # fmt: skip
         except asyncpg.UniqueViolationError:
-            await self.conn.execute("ROLLBACK TO SAVEPOINT reserve")
             live = await self.conn.fetchrow(
                 """SELECT content_id, status, reserved_at, sent_at FROM sends
                    WHERE creator = $1 AND platform = $2 AND fan_id = $3 AND content_id = ANY($4) AND status <> 'failed'
@@ -129,22 +136,13 @@ class PostgresSendStore:
 
     @asynccontextmanager
     async def for_fan(self, creator: str, platform: str, fan_id: str) -> AsyncIterator[PostgresFanTx]:
-        """One transaction holding the fan's advisory lock (server-wide: two processes sending to
-        one fan take turns through check + reserve). Committed on a clean exit."""
+        """The fan's advisory lock, server-wide (two processes sending to one fan take turns
+        through check + reserve). It is session-level, taken by the guard's read in the same
+        round trip, and released when the connection goes back to the pool: the pool's reset
+        runs pg_advisory_unlock_all() (a connection it cannot reset is closed, which frees it
+        too). So a refused check costs one round trip plus that reset; no BEGIN, no ROLLBACK."""
         async with self._pool.acquire() as conn:
-            # One round trip: the transaction, the fan's lock, and generic plans for the guard's
-            # prepared reads (their index plans do not depend on the values; re-planning each
-            # call costs more than the query itself).
-            await conn.execute(
-                "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
-                f"SELECT pg_advisory_xact_lock({fan_lock_key(creator, platform, fan_id)})"
-            )
-            try:
-                yield PostgresFanTx(conn, creator, platform, fan_id)
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+            yield PostgresFanTx(conn, creator, platform, fan_id)
 
     async def attempt(self, attempt_id: uuid.UUID) -> list[AttemptRow]:
         rows = await self._pool.fetch("SELECT * FROM sends WHERE attempt_id = $1 ORDER BY reserved_at, id", attempt_id)

@@ -76,6 +76,7 @@ class EmbeddedNats(ChildServer):
         sync_interval: str = "always",
         monitor: bool = False,
         start_timeout: float = 20.0,
+        server_name: str = "vaultline",
     ):
         self.store_dir = Path(store_dir).absolute()
         self.config_path = self.store_dir / "nats.conf"
@@ -83,6 +84,7 @@ class EmbeddedNats(ChildServer):
         self.pid_path = self.store_dir / "nats.pid"
         self.sync_interval = sync_interval
         self.monitor = monitor
+        self.server_name = server_name
         self.password_path = self.store_dir / "password"
         self._password: str | None = None
         self.start_timeout = start_timeout
@@ -144,9 +146,13 @@ class EmbeddedNats(ChildServer):
         return self.url
 
     def _write_config(self, listen: int) -> None:
+        write_private(self.config_path, "\n".join(self._config_lines(listen)) + "\n")  # it holds the password
+
+    def _config_lines(self, listen: int) -> list[str]:
+        """nats.conf, line by line; a subclass may add blocks (tests/nats_cluster.py adds routes)."""
         lines = [
             f"listen: {_conf_str(f'127.0.0.1:{listen}')}",
-            'server_name: "vaultline"',
+            f"server_name: {_conf_str(self.server_name)}",
             f"pid_file: {_conf_str(self.pid_path)}",
             f"ports_file_dir: {_conf_str(self.store_dir)}",
             f"log_file: {_conf_str(self.log_path)}",
@@ -165,7 +171,7 @@ class EmbeddedNats(ChildServer):
             f"  sync_interval: {self.sync_interval}",
             "}",
         ]
-        write_private(self.config_path, "\n".join(lines) + "\n")  # it holds the password
+        return lines
 
     def _ready(self) -> tuple[int, str | None] | None:
         assert self._proc is not None
