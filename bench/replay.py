@@ -73,7 +73,7 @@ async def fill(nats_url: str, events: list, batch: int = 1000) -> float:
     t0 = time.perf_counter()
     for k in range(0, len(events), batch):
         chunk = events[k:k + batch]
-        await asyncio.gather(*(js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)})
+        await asyncio.gather(*(js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)}, timeout=60)
                                for e in chunk))  # fmt: skip
     took = time.perf_counter() - t0
     await nc.close()

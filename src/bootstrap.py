@@ -317,6 +317,19 @@ def _sales_projector(pool: Any) -> Projector:
     return apply
 
 
+def _sales_bulk(buffer: ContentBuffer) -> Projector:
+    """The same handler over the rebuild's rows in memory (adapters.db.rebuild_sales)."""
+    from vaultline.adapters.db.rebuild_sales import BufferedSalesStore
+    from vaultline.handlers import sales
+
+    store = BufferedSalesStore(buffer)
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await sales.handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
 def _analytics_projector(pool: Any) -> Projector:
     from vaultline.adapters.db.analytics import PostgresAnalyticsStore
     from vaultline.handlers import analytics
@@ -401,6 +414,7 @@ REPLAYABLE: dict[str, Replayable] = {
             TableSpec("sales", ("creator", "dedupe_key"), ignore=("matched_send_id",)),
             TableSpec("sale_keys", ("creator", "dedupe_key")),
         ),  # fmt: skip
+        bulk=_sales_bulk,
     ),
     "chat": Replayable(
         _chat_projector,

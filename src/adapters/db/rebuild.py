@@ -145,7 +145,9 @@ class BatchPool:
 
 
 async def connect_schema(database_url: str, schema: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    # A rebuild that dies is thrown away and run again from the stream: its commits need not
+    # wait for the disk.
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema, "synchronous_commit": "off"})
     await _init_connection(conn)
     return conn
 
@@ -304,6 +306,15 @@ class ContentBuffer:
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
         # Writes another bulk projector leaves for the flush (commutative ones: counter increments).
         self.deferred: list[tuple[str, tuple[Any, ...]]] = []
+        # Other buffered stores of the rebuild (rebuild_sales): flushed, cleared and rolled back
+        # with this one, so the feeding loop keeps one protocol.
+        self.companions: list[Any] = []
+        self.schema: str | None = None
+
+    async def _schema(self) -> str:
+        if self.schema is None:
+            self.schema = str(await self.conn.fetchval("SELECT current_schema()"))
+        return self.schema
 
     def uow(self) -> _BufferedUnitOfWork:
         return _BufferedUnitOfWork(self)
@@ -354,22 +365,26 @@ class ContentBuffer:
             groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
+        for other in self.companions:
+            await other.flush()
         await self.flush_deferred()
         if self.processed:
             await self.conn.copy_records_to_table(
                 "processed_events", records=self.processed, columns=["handler", "event_id", "stream_seq"],
-                schema_name=await self.conn.fetchval("SELECT current_schema()"),
+                schema_name=await self._schema(),
             )  # fmt: skip
         self.dirty.clear()
         self.processed = []
 
-    def begin_batch(self) -> None:
-        """A new batch transaction begins: what earlier batches did is committed."""
+    def committed(self) -> None:
+        """The batch's transaction committed: nothing of it can be rolled back any more."""
         self.batch_done = []
 
     def clear(self) -> None:
         """Forget cached rows SQL may have changed (rows not flushed yet stay)."""
         self.rows = {i: self.rows[i] for i in self.dirty}
+        for other in self.companions:
+            other.clear()
 
     def discard_pending(self) -> None:
         """Forget what is not flushed yet (its savepoint rolled back)."""
@@ -378,6 +393,8 @@ class ContentBuffer:
         self.deferred = []
         self.dirty.clear()
         self.rows.clear()
+        for other in self.companions:
+            other.discard_pending()
 
     def rollback(self) -> None:
         """The batch's transaction rolled back: forget everything it did."""
@@ -387,3 +404,5 @@ class ContentBuffer:
         self.deferred = []
         self.done.difference_update(self.batch_done)
         self.batch_done = []
+        for other in self.companions:
+            other.rollback()
