@@ -32,10 +32,11 @@ def start_worker(name: str, settings, env_extra: dict[str, str], log: Path, *arg
     """`vaultline worker NAME` in its own process against the settings' NATS and PostgreSQL, with
     no VAULTLINE_* of the test runner's environment; stderr appended to `log`."""
     env = stack_env(settings) | {"PYTHONUNBUFFERED": "1", **env_extra}
-    return subprocess.Popen(
-        [sys.executable, "-m", "vaultline", "worker", name, "--data-dir", str(settings.data_dir), *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115 - closed with the process
-    )  # fmt: skip
+    with open(log, "ab") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "vaultline", "worker", name, "--data-dir", str(settings.data_dir), *args],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
 
 
 def worker_died(proc: subprocess.Popen, log: Path) -> bool:
@@ -67,10 +68,21 @@ class Workers:
         return any(worker_died(p, self.log) for p in self.running)
 
     async def stop(self) -> None:
-        for p in self.running:
+        await stop_workers(self.running)
+
+
+async def stop_workers(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to the living, then wait; one that does not stop in 30 s is killed (never left
+    running after a test)."""
+    for p in procs:
+        if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-        for p in self.running:
+    for p in procs:
+        try:
             await asyncio.to_thread(p.wait, 30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            await asyncio.to_thread(p.wait)
 
 
 @dataclass

@@ -97,7 +97,11 @@ class NatsCluster:
             n.stop()
 
     def __enter__(self) -> "NatsCluster":
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # the nodes that did start
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -532,6 +532,18 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _listening(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class AdminServer:
     """uvicorn inside our event loop, on a free port unless one is configured."""
 
@@ -556,16 +568,18 @@ class AdminServer:
         if not self.fallback or self.port == 0:
             await self.server.serve()
             return
-        # The socket is bound here, not probed then bound by uvicorn: two workers starting at once
-        # would both see the port free and one would fail to bind.
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bound and listening here, not probed then bound by uvicorn: two workers starting at once
+        # would both see the port free and one would fail. Listen in the same step: with
+        # SO_REUSEADDR two sockets may bind one port until one of them listens.
         try:
-            sock.bind((self.host, self.port))
+            sock = _listening(self.host, self.port)
         except OSError:
-            sock.bind((self.host, 0))
+            sock = _listening(self.host, 0)
             self.fell_back = True
-        await self.server.serve(sockets=[sock])
+        try:
+            await self.server.serve(sockets=[sock])
+        finally:
+            sock.close()
 
     @property
     def started(self) -> bool:

@@ -102,6 +102,8 @@ def worker(
             await asyncio.sleep(0.02)
         if serving.done():
             serving.result()  # the bind error
+        if server.fell_back:  # a scrape configured for the port would miss this worker: say so
+            err.print(f"[yellow]metrics port {s.metrics_port} taken; serving on {server.url}[/yellow]")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

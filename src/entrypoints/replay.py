@@ -229,7 +229,9 @@ async def rebuild(
                     progress(batch[-1].seq, end)
             await reader
         finally:
-            reader.cancel()
+            if not reader.done():  # the feeding failed: stop the reader and its child process now
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             if gc_was_on:
                 gc.enable()
         if progress:
@@ -305,7 +307,8 @@ async def replay_handler(
     s: Settings, name: str, *, from_seq: int | None = None, since: datetime | None = None
 ) -> HandlerReplay:
     """Re-run one handler through a new ephemeral consumer on its own filter subjects, from a
-    stream sequence or a time, on the live database: processed_events skips what it has done."""
+    stream sequence or a time, on the live database: what it has done is skipped (processed_events; chat's projection by
+    the state of its rows)."""
     if name not in REPLAYABLE:
         raise ValueError(f"handler {name!r} cannot be replayed; replayable: {', '.join(REPLAYABLE)}")
     pool = await create_pool(s.database_url, min_size=1, max_size=2)

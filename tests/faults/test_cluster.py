@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import time
 from collections import Counter
 
 import pytest
 
-from tests.children import start_worker, worker_died
+from tests.children import start_worker, stop_workers, worker_died
 from tests.images import Placement, canvas, png_bytes
 from tests.integration.test_upload import approval
 from tests.nats_cluster import CLUSTER_NAME, NatsCluster
@@ -171,10 +170,7 @@ async def test_a_killed_stream_leader_loses_nothing_and_its_replica_catches_up(c
             back = await js.stream_info(EVENTS_STREAM)
             caught_up_in = time.monotonic() - killed_at
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(w.wait, 30)
+        await stop_workers(workers)
     print(f"\n3-node cluster: {N_IMAGES} images; EVENTS leader {leader} killed with {uploaded_at_kill} uploaded, "
           f"{new_leader} took over; all uploaded {finished_in:.1f}s after the kill; {leader} current again "
           f"{caught_up_in:.1f}s after it; test {time.monotonic() - started:.1f}s")  # fmt: skip

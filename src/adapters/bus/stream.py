@@ -205,7 +205,9 @@ async def _pull_batches(
                 msgs, got = got, []
                 if not msgs:
                     if (await js.consumer_info(stream, ci.name)).num_pending == 0:
-                        return
+                        # Delivered and lost (a reconnect mid-read): never end short in silence,
+                        # a rebuild from part of the stream must not be compared or swapped in.
+                        raise RuntimeError(f"{left} stored events were not received from the stream")
                     await ask()
                     continue
             left -= len(msgs)
@@ -241,14 +243,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 
 
+_READER_URL = "REPLAY_READER_NATS_URL"
+
+
 async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterator[list[StoredEvent]]:
     """Every event stored when called, in stream order, in lists of up to `batch` (`replay
     --rebuild`), with the NATS side (protocol, headers, metadata: ~half the cost of
     reading an event in nats-py) done by a child process on the other core; this process only
     splits the child's frames and validates the events. A child that fails raises here."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vaultline.adapters.bus.stream", url, str(batch),
-        stdout=asyncio.subprocess.PIPE, limit=1 << 22,
+        sys.executable, "-m", "vaultline.adapters.bus.stream", str(batch),
+        # The URL may carry a password: in the environment, not on a command line anyone can read.
+        env={**os.environ, _READER_URL: url}, stdout=asyncio.subprocess.PIPE, limit=1 << 22,
     )  # fmt: skip
     assert proc.stdout is not None
     try:
@@ -315,4 +321,4 @@ async def _serve_frames(url: str, batch: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve_frames(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(_serve_frames(os.environ[_READER_URL], int(sys.argv[1])))
