@@ -33,6 +33,27 @@ _REMEMBER = """INSERT INTO analytics_content AS t (creator, content_id, vault, c
                    price_cents = CASE WHEN $6 THEN EXCLUDED.price_cents ELSE t.price_cents END"""
 
 
+_CONTENT_SENDS = """INSERT INTO analytics_content_sends_daily AS t (creator, day, content_id, sends)
+                    VALUES ($1, $2, $3, $4) ON CONFLICT (creator, day, content_id) DO UPDATE
+                    SET sends = t.sends + EXCLUDED.sends"""
+_CONTENT_DAILY = """INSERT INTO analytics_content_daily AS t (creator, day, content_id, purchases, revenue_cents)
+                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, day, content_id) DO UPDATE
+                    SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents"""
+_CONTENT_TOTALS = """INSERT INTO analytics_content AS t (creator, content_id, purchases, revenue_cents)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (creator, content_id) DO UPDATE
+                     SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents"""
+_FAN_DAILY = """INSERT INTO analytics_fan_daily AS t (creator, day, fan_id, sales, purchases, revenue_cents)
+                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (creator, day, fan_id) DO UPDATE
+                SET sales = t.sales + EXCLUDED.sales, purchases = t.purchases + EXCLUDED.purchases,
+                    revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents"""
+_FAN_REVENUE = """INSERT INTO analytics_fans AS t (creator, fan_id, revenue_cents) VALUES ($1, $2, $3)
+                  ON CONFLICT (creator, fan_id) DO UPDATE SET revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents"""
+_REMEMBER_FAN = """INSERT INTO analytics_fans AS t (creator, fan_id, handle, display_name) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (creator, fan_id) DO UPDATE
+                   SET handle = coalesce(EXCLUDED.handle, t.handle),
+                       display_name = coalesce(EXCLUDED.display_name, t.display_name)"""
+
+
 def _bump_args(creator: str, day: date, counts: Counts) -> tuple[Any, ...] | None:
     # Sorted: concurrent workers touch shared rows in one order (no lock-order deadlocks).
     items = sorted((m, d, v) for (m, d), v in counts.items() if v)
@@ -126,49 +147,18 @@ class PostgresAnalyticsTx:
     async def bump_content(self, creator: str, day: date, content_id: uuid.UUID, *, sends: int = 0,
                            purchases: int = 0, revenue_cents: int = 0) -> None:  # fmt: skip
         if sends:
-            await self._conn.execute(
-                """INSERT INTO analytics_content_sends_daily AS t (creator, day, content_id, sends)
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (creator, day, content_id) DO UPDATE
-                   SET sends = t.sends + EXCLUDED.sends""",
-                creator, day, content_id, sends,
-            )  # fmt: skip
+            await self._conn.execute(_CONTENT_SENDS, creator, day, content_id, sends)
         if purchases or revenue_cents:
-            await self._conn.execute(
-                """INSERT INTO analytics_content_daily AS t (creator, day, content_id, purchases, revenue_cents)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creator, day, content_id) DO UPDATE
-                   SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
-                creator, day, content_id, purchases, revenue_cents,
-            )  # fmt: skip
-            await self._conn.execute(
-                """INSERT INTO analytics_content AS t (creator, content_id, purchases, revenue_cents)
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (creator, content_id) DO UPDATE
-                   SET purchases = t.purchases + EXCLUDED.purchases, revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
-                creator, content_id, purchases, revenue_cents,
-            )  # fmt: skip
+            await self._conn.execute(_CONTENT_DAILY, creator, day, content_id, purchases, revenue_cents)
+            await self._conn.execute(_CONTENT_TOTALS, creator, content_id, purchases, revenue_cents)
 
     async def bump_fan(self, creator: str, day: date, fan_id: str, *, sales: int = 0, purchases: int = 0,
                        revenue_cents: int = 0) -> None:  # fmt: skip
-        await self._conn.execute(
-            """INSERT INTO analytics_fan_daily AS t (creator, day, fan_id, sales, purchases, revenue_cents)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (creator, day, fan_id) DO UPDATE
-               SET sales = t.sales + EXCLUDED.sales, purchases = t.purchases + EXCLUDED.purchases,
-                   revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
-            creator, day, fan_id, sales, purchases, revenue_cents,
-        )  # fmt: skip
-        await self._conn.execute(
-            """INSERT INTO analytics_fans AS t (creator, fan_id, revenue_cents) VALUES ($1, $2, $3)
-               ON CONFLICT (creator, fan_id) DO UPDATE SET revenue_cents = t.revenue_cents + EXCLUDED.revenue_cents""",
-            creator, fan_id, revenue_cents,
-        )  # fmt: skip
+        await self._conn.execute(_FAN_DAILY, creator, day, fan_id, sales, purchases, revenue_cents)
+        await self._conn.execute(_FAN_REVENUE, creator, fan_id, revenue_cents)
 
     async def remember_fan(self, creator: str, fan_id: str, handle: str | None, display_name: str | None) -> None:
-        await self._conn.execute(
-            """INSERT INTO analytics_fans AS t (creator, fan_id, handle, display_name) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (creator, fan_id) DO UPDATE
-               SET handle = coalesce(EXCLUDED.handle, t.handle),
-                   display_name = coalesce(EXCLUDED.display_name, t.display_name)""",
-            creator, fan_id, handle, display_name,
-        )  # fmt: skip
+        await self._conn.execute(_REMEMBER_FAN, creator, fan_id, handle, display_name)
 
     async def reply_waiting(self, creator: str, fan_id: str, received_at: datetime) -> None:
         await self._conn.execute(
@@ -207,26 +197,126 @@ class PostgresAnalyticsStore:
             yield PostgresAnalyticsTx(uow)
 
 
+class _State:
+    """analytics_content, analytics_sends, analytics_messages and analytics_sales as rows in
+    memory: what the send and sale paths read back. Rows changed since the last flush are
+    `dirty_*` / `new_*`."""
+
+    def __init__(self) -> None:
+        self.content: dict[tuple[str, uuid.UUID], dict[str, Any]] = {}
+        self.sends: set[tuple[str, str, uuid.UUID]] = set()
+        self.messages: dict[tuple[str, str], MessageFacts] = {}
+        self.sales: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_message: defaultdict[tuple[str, str], list[str]] = defaultdict(list)  # dedupe keys
+        self.dirty_content: set[tuple[str, uuid.UUID]] = set()
+        self.new_sends: list[tuple[Any, ...]] = []
+        self.new_messages: list[tuple[Any, ...]] = []
+        self.dirty_sales: set[tuple[str, str]] = set()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.dirty_content or self.new_sends or self.new_messages or self.dirty_sales)
+
+    def add_sale(self, row: dict[str, Any]) -> None:
+        self.sales[(row["creator"], row["dedupe_key"])] = row
+        if row["message_uuid"] is not None:
+            self.by_message[(row["creator"], row["message_uuid"])].append(row["dedupe_key"])
+
+
+_CONTENT_COLUMNS = ("creator", "content_id", "vault", "category", "price_cents", "first_sent_on",
+                    "first_purchased_on", "purchases", "revenue_cents")  # fmt: skip
+_SALE_COLUMNS = ("creator", "dedupe_key", "event_id", "kind", "gross_cents", "day", "fan_id", "message_uuid",
+                 "content_id", "attributed")  # fmt: skip
+_MESSAGE_COLUMNS = ("creator", "message_uuid", "primary_content", "category", "vault", "price_cents", "band",
+                    "fan_id", "day")  # fmt: skip
+
+
+def _upsert(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(f'${i}' for i in range(1, len(cols) + 1))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}")  # fmt: skip
+
+
+_CONTENT_UPSERT = _upsert("analytics_content", _CONTENT_COLUMNS, ("creator", "content_id"))
+_SALE_UPSERT = _upsert("analytics_sales", _SALE_COLUMNS, ("creator", "dedupe_key"))
+_SEND_INSERT = "INSERT INTO analytics_sends (creator, message_uuid, content_id, fan_id, day) VALUES ($1, $2, $3, $4, $5)"
+_MESSAGE_INSERT = (f"INSERT INTO analytics_messages ({', '.join(_MESSAGE_COLUMNS)}) "
+                   f"VALUES ({', '.join(f'${i}' for i in range(1, len(_MESSAGE_COLUMNS) + 1))})")  # fmt: skip
+
+
 class BufferedAnalyticsStore:
     """The analytics store inside `replay --rebuild`, over the rebuild's batch (adapters/db/rebuild
-    ContentBuffer): processed_events rows and the daily counters (nothing in the handler reads
-    them back) are written once per batch, with the tracker's, instead of a round trip each per
-    event; the rest runs on SQL as live. Undone with the batch or the event's savepoint."""
+    ContentBuffer), as rebuild_sales.BufferedSalesStore is for sales: what the handler reads back
+    (content facts and milestones, sends, messages, sales waiting for their message) is read once
+    and answered from memory, written once per batch with one pipelined executemany per table;
+    processed_events and the increments (daily counters, per content and per fan) are deferred to
+    the batch's flush. Only the reply-time rows (message.* events) still run on SQL as live.
+    Forgotten with the batch's rollback or the event's savepoint (discard_pending)."""
 
     def __init__(self, buffer: ContentBuffer) -> None:
         self._buffer = buffer
         self._pool = BatchPool(buffer.conn)
+        self.conn: asyncpg.Connection = buffer.conn
+        self.st: _State | None = None
+        buffer.companions.append(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
+        if self.st is None:
+            self.st = await self._load()
         async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
-            yield _BufferedAnalyticsTx(uow, self._buffer)
+            yield _BufferedAnalyticsTx(uow, self._buffer, self.st)
+
+    async def _load(self) -> _State:
+        st = _State()
+        for r in await self.conn.fetch(f"SELECT {', '.join(_CONTENT_COLUMNS)} FROM analytics_content"):
+            st.content[(r["creator"], r["content_id"])] = dict(r)
+        for r in await self.conn.fetch("SELECT creator, message_uuid, content_id FROM analytics_sends"):
+            st.sends.add((r["creator"], r["message_uuid"], r["content_id"]))
+        for r in await self.conn.fetch(f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM analytics_messages"):
+            st.messages[(r["creator"], r["message_uuid"])] = MessageFacts(
+                primary_content=r["primary_content"], category=r["category"], vault=r["vault"],
+                price_cents=r["price_cents"], band=r["band"])  # fmt: skip
+        for r in await self.conn.fetch(f"SELECT {', '.join(_SALE_COLUMNS)} FROM analytics_sales"):
+            st.add_sale(dict(r))
+        return st
+
+    async def flush(self) -> None:
+        st = self.st
+        if st is None or not st.dirty:
+            return
+        if st.dirty_content:
+            await self.conn.executemany(
+                _CONTENT_UPSERT, [tuple(st.content[k][c] for c in _CONTENT_COLUMNS) for k in st.dirty_content])
+        if st.new_sends:
+            await self.conn.executemany(_SEND_INSERT, st.new_sends)
+        if st.new_messages:
+            await self.conn.executemany(_MESSAGE_INSERT, st.new_messages)
+        if st.dirty_sales:
+            await self.conn.executemany(
+                _SALE_UPSERT, [tuple(st.sales[k][c] for c in _SALE_COLUMNS) for k in st.dirty_sales])
+        st.dirty_content.clear()
+        st.new_sends = []
+        st.new_messages = []
+        st.dirty_sales.clear()
+
+    def clear(self) -> None:
+        return None  # no other projector writes analytics_* tables: the rows in memory stay true
+
+    def discard_pending(self) -> None:
+        self.st = None
+
+    def rollback(self) -> None:
+        self.st = None
 
 
 class _BufferedAnalyticsTx(PostgresAnalyticsTx):
-    def __init__(self, uow: PostgresUnitOfWork, buffer: ContentBuffer) -> None:
+    # PostgresAnalyticsTx's statements, on the rows in memory (same results, same rows).
+
+    def __init__(self, uow: PostgresUnitOfWork, buffer: ContentBuffer, st: _State) -> None:
         super().__init__(uow)
         self._buffer = buffer
+        self.st = st
 
     async def first_time(self, handler: str, event_id: uuid.UUID, stream_seq: int | None = None) -> bool:
         return self._buffer.first_time(handler, event_id, stream_seq)
@@ -236,25 +326,98 @@ class _BufferedAnalyticsTx(PostgresAnalyticsTx):
         if args:
             self._buffer.defer(_BUMP, args)  # increments commute with every other write
 
-    # What analytics knows of a content is deferred too; read back (or written otherwise) only
-    # after the deferred writes have run, in their order.
+    def _content_row(self, creator: str, content_id: uuid.UUID) -> dict[str, Any]:
+        k = (creator, content_id)
+        row = self.st.content.get(k)
+        if row is None:
+            row = self.st.content[k] = dict.fromkeys(_CONTENT_COLUMNS) | {
+                "creator": creator, "content_id": content_id, "purchases": 0, "revenue_cents": 0}  # fmt: skip
+        self.st.dirty_content.add(k)
+        return row
+
     async def remember_content(self, creator: str, content_id: uuid.UUID, *, vault: str | None,
                                category: str | None, price_cents: int | None, overwrite: bool) -> None:  # fmt: skip
-        self._buffer.defer(_REMEMBER, (creator, content_id, vault, category, price_cents, overwrite))
+        known = (creator, content_id) in self.st.content
+        row = self._content_row(creator, content_id)
+        if overwrite or not known:  # _REMEMBER
+            row.update(vault=vault, category=category, price_cents=price_cents)
+        elif row["vault"] is None:
+            row["vault"] = vault
 
     async def content(self, creator: str, content_id: uuid.UUID) -> ContentFacts | None:
-        await self._buffer.flush_deferred()
-        return await super().content(creator, content_id)
+        row = self.st.content.get((creator, content_id))
+        return ContentFacts(vault=row["vault"], category=row["category"]) if row else None
 
     async def first_milestone(self, creator: str, content_id: uuid.UUID, milestone: str, day: date) -> bool:
-        await self._buffer.flush_deferred()
-        return await super().first_milestone(creator, content_id, milestone, day)
+        column = {"sent": "first_sent_on", "purchased": "first_purchased_on"}[milestone]
+        row = self.st.content.get((creator, content_id))
+        if row is not None and row[column] is not None:
+            return False
+        self._content_row(creator, content_id)[column] = day
+        return True
+
+    async def add_send(self, creator: str, message_uuid: str, content_id: uuid.UUID, fan_id: str, day: date) -> bool:
+        k = (creator, message_uuid, content_id)
+        if k in self.st.sends:
+            return False
+        self.st.sends.add(k)
+        self.st.new_sends.append((creator, message_uuid, content_id, fan_id, day))
+        return True
+
+    async def add_message(self, creator: str, message_uuid: str, facts: MessageFacts, fan_id: str, day: date) -> bool:
+        k = (creator, message_uuid)
+        if k in self.st.messages:
+            return False
+        self.st.messages[k] = facts
+        self.st.new_messages.append((creator, message_uuid, facts.primary_content, facts.category, facts.vault,
+                                     facts.price_cents, facts.band, fan_id, day))  # fmt: skip
+        return True
+
+    async def message(self, creator: str, message_uuid: str) -> MessageFacts | None:
+        return self.st.messages.get((creator, message_uuid))
+
+    async def add_sale(self, creator: str, sale: SaleRecorded, event_id: uuid.UUID, day: date, *,
+                       message_uuid: str | None) -> bool:  # fmt: skip
+        k = (creator, sale.dedupe_key)
+        if k in self.st.sales:
+            return False
+        self.st.add_sale({
+            "creator": creator, "dedupe_key": sale.dedupe_key, "event_id": event_id, "kind": sale.kind,
+            "gross_cents": sale.gross_cents, "day": day, "fan_id": sale.fan_id, "message_uuid": message_uuid,
+            "content_id": sale.content_id, "attributed": False})  # fmt: skip
+        self.st.dirty_sales.add(k)
+        return True
+
+    async def mark_attributed(self, creator: str, dedupe_key: str) -> None:
+        row = self.st.sales.get((creator, dedupe_key))
+        if row is not None:
+            row["attributed"] = True
+            self.st.dirty_sales.add((creator, dedupe_key))
+
+    async def waiting_sales(self, creator: str, message_uuid: str) -> list[WaitingSale]:
+        rows = [self.st.sales[(creator, d)] for d in self.st.by_message.get((creator, message_uuid), ())]
+        rows = sorted((r for r in rows if not r["attributed"]), key=lambda r: (r["day"], r["dedupe_key"]))
+        return [WaitingSale(dedupe_key=r["dedupe_key"], kind=r["kind"], gross_cents=r["gross_cents"], day=r["day"],
+                            fan_id=r["fan_id"]) for r in rows]  # fmt: skip
 
     async def bump_content(self, creator: str, day: date, content_id: uuid.UUID, *, sends: int = 0,
                            purchases: int = 0, revenue_cents: int = 0) -> None:  # fmt: skip
-        await self._buffer.flush_deferred()
-        await super().bump_content(creator, day, content_id, sends=sends, purchases=purchases,
-                                   revenue_cents=revenue_cents)  # fmt: skip
+        if sends:
+            self._buffer.defer(_CONTENT_SENDS, (creator, day, content_id, sends))
+        if purchases or revenue_cents:
+            self._buffer.defer(_CONTENT_DAILY, (creator, day, content_id, purchases, revenue_cents))
+            row = self._content_row(creator, content_id)
+            row["purchases"] += purchases
+            row["revenue_cents"] += revenue_cents
+
+    # analytics_fans: revenue increments and the coalesce of handle / display name commute.
+    async def bump_fan(self, creator: str, day: date, fan_id: str, *, sales: int = 0, purchases: int = 0,
+                       revenue_cents: int = 0) -> None:  # fmt: skip
+        self._buffer.defer(_FAN_DAILY, (creator, day, fan_id, sales, purchases, revenue_cents))
+        self._buffer.defer(_FAN_REVENUE, (creator, fan_id, revenue_cents))
+
+    async def remember_fan(self, creator: str, fan_id: str, handle: str | None, display_name: str | None) -> None:
+        self._buffer.defer(_REMEMBER_FAN, (creator, fan_id, handle, display_name))
 
 
 # Every table the analytics handler writes; a rebuild empties them (and its processed_events).
