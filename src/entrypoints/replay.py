@@ -307,8 +307,8 @@ async def replay_handler(
     s: Settings, name: str, *, from_seq: int | None = None, since: datetime | None = None
 ) -> HandlerReplay:
     """Re-run one handler through a new ephemeral consumer on its own filter subjects, from a
-    stream sequence or a time, on the live database: what it has done is skipped (processed_events; chat's projection by
-    the state of its rows)."""
+    stream sequence or a time, on the live database: what it has done is skipped
+    (processed_events; chat's projection by the state of its rows)."""
     if name not in REPLAYABLE:
         raise ValueError(f"handler {name!r} cannot be replayed; replayable: {', '.join(REPLAYABLE)}")
     pool = await create_pool(s.database_url, min_size=1, max_size=2)
