@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
-from vaultline.adapters.db.rebuild import BatchPool, ContentBuffer
+from vaultline.adapters.db.rebuild import BatchPool, BufferedTables, ContentBuffer
 from vaultline.domain import analytics as a
 from vaultline.events import Envelope, SaleRecorded
 from vaultline.handlers.analytics import ContentFacts, Counts, MessageFacts, WaitingSale
@@ -244,7 +244,7 @@ _MESSAGE_INSERT = (f"INSERT INTO analytics_messages ({', '.join(_MESSAGE_COLUMNS
                    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_MESSAGE_COLUMNS) + 1))})")  # fmt: skip
 
 
-class BufferedAnalyticsStore:
+class BufferedAnalyticsStore(BufferedTables[_State]):
     """The analytics store inside `replay --rebuild`, over the rebuild's batch (adapters/db/rebuild
     ContentBuffer), as rebuild_sales.BufferedSalesStore is for sales: what the handler reads back
     (content facts and milestones, sends, messages, sales waiting for their message) is read once
@@ -254,18 +254,14 @@ class BufferedAnalyticsStore:
     Forgotten with the batch's rollback or the event's savepoint (discard_pending)."""
 
     def __init__(self, buffer: ContentBuffer) -> None:
-        self._buffer = buffer
+        super().__init__(buffer)
         self._pool = BatchPool(buffer.conn)
-        self.conn: asyncpg.Connection = buffer.conn
-        self.st: _State | None = None
-        buffer.companions.append(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
-        if self.st is None:
-            self.st = await self._load()
+        st = await self.state()
         async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
-            yield _BufferedAnalyticsTx(uow, self._buffer, self.st)
+            yield _BufferedAnalyticsTx(uow, self.buffer, st)
 
     async def _load(self) -> _State:
         st = _State()
@@ -300,14 +296,6 @@ class BufferedAnalyticsStore:
         st.new_messages = []
         st.dirty_sales.clear()
 
-    def clear(self) -> None:
-        return None  # no other projector writes analytics_* tables: the rows in memory stay true
-
-    def discard_pending(self) -> None:
-        self.st = None
-
-    def rollback(self) -> None:
-        self.st = None
 
 
 class _BufferedAnalyticsTx(PostgresAnalyticsTx):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -306,9 +306,9 @@ class ContentBuffer:
         self.expected: list[Any] = []  # the batch's keys: a miss reads all missing ones at once
         # Writes another bulk projector leaves for the flush (commutative ones: counter increments).
         self.deferred: list[tuple[str, tuple[Any, ...]]] = []
-        # Other buffered stores of the rebuild (rebuild_sales): flushed, cleared and rolled back
+        # Other buffered stores of the rebuild (BufferedTables): flushed, cleared and rolled back
         # with this one, so the feeding loop keeps one protocol.
-        self.companions: list[Any] = []
+        self.companions: list[BufferedTables[Any]] = []
         self.schema: str | None = None
 
     async def _schema(self) -> str:
@@ -406,3 +406,40 @@ class ContentBuffer:
         self.batch_done = []
         for other in self.companions:
             other.rollback()
+
+
+S = TypeVar("S")
+
+
+class BufferedTables(Generic[S]):
+    """Rows of a projection's tables held in memory during a rebuild, beside a ContentBuffer
+    (rebuild_sales.BufferedSalesStore, analytics.BufferedAnalyticsStore): read once (`_load`),
+    written once per batch (`flush`, called by the buffer's), forgotten with the batch's
+    rollback or an event's savepoint and then read again."""
+
+    def __init__(self, buffer: ContentBuffer) -> None:
+        self.buffer = buffer
+        self.conn: asyncpg.Connection = buffer.conn
+        self.st: S | None = None
+        buffer.companions.append(self)
+
+    async def state(self) -> S:
+        if self.st is None:
+            self.st = await self._load()
+        return self.st
+
+    async def _load(self) -> S:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """A projector ran on SQL (after a flush). By default the rows in memory stay true: no
+        other projector writes these tables."""
+
+    def discard_pending(self) -> None:
+        self.st = None
+
+    def rollback(self) -> None:
+        self.st = None

@@ -21,9 +21,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-import asyncpg
-
-from vaultline.adapters.db.rebuild import ContentBuffer, _BufferedUnitOfWork
+from vaultline.adapters.db.rebuild import BufferedTables, ContentBuffer, _BufferedUnitOfWork
 from vaultline.adapters.db.sales import _known, _send
 from vaultline.domain import sends as rules
 from vaultline.domain.retry import TransientError
@@ -261,23 +259,16 @@ class BufferedSalesTx:
         self.st.dirty_fans.add((creator, platform, fan_id))
 
 
-class BufferedSalesStore:
+class BufferedSalesStore(BufferedTables[_State]):
     """handlers.sales.SalesStore for the rebuild; flushed, cleared and rolled back with `buffer`."""
-
-    def __init__(self, buffer: ContentBuffer) -> None:
-        self.buffer = buffer
-        self.conn: asyncpg.Connection = buffer.conn
-        self.st: _State | None = None
-        buffer.companions.append(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[BufferedSalesTx]:
-        if self.st is None:
-            self.st = await self._load()
+        st = await self.state()
         # A failure inside leaves changed rows behind: the rebuild then rolls back the event's
-        # savepoint or the batch, and discard_pending/rollback below drop them.
+        # savepoint or the batch, and discard_pending/rollback drop them.
         async with self.buffer.uow() as uow:
-            yield BufferedSalesTx(self.st, uow)
+            yield BufferedSalesTx(st, uow)
 
     async def _load(self) -> _State:
         st = _State()
@@ -313,9 +304,3 @@ class BufferedSalesStore:
         """A projector ran on SQL (after a flush): it may have changed these tables."""
         if self.st is not None and not self.st.dirty:
             self.st = None
-
-    def discard_pending(self) -> None:
-        self.st = None
-
-    def rollback(self) -> None:
-        self.st = None
