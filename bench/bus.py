@@ -28,11 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nats  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig  # noqa: E402
 
-from bench._common import bench_args  # noqa: E402
+from bench._common import bench_args, embedded_stack  # noqa: E402
 from vaultline.adapters.bus.topology import ConsumerSpec  # noqa: E402
-from vaultline.adapters.db import migrate  # noqa: E402
-from vaultline.adapters.embedded.nats import EmbeddedNats  # noqa: E402
-from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from vaultline.bootstrap import Runtime  # noqa: E402
 from vaultline.events import new_event  # noqa: E402
 from vaultline.settings import Settings  # noqa: E402
@@ -160,19 +157,13 @@ async def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        ns, pg = EmbeddedNats(Path(tmp) / "nats"), EmbeddedPostgres(Path(tmp) / "pg")
-        nats_url, db_url = ns.start(), pg.start()
-        try:
-            await migrate(db_url)
-            settings = Settings(nats_url=nats_url, database_url=db_url, data_dir=Path(tmp))
+        async with embedded_stack(Path(tmp)) as (settings, _, _):
+            nats_url = settings.nats_url
             ours = await bench_vaultline(settings, make_events(args.events, "sat"), args.window, args.batch, args.concurrency)
             raw = await bench_raw(nats_url, make_events(args.events), args.window, args.batch, "sat")
             # Unloaded latency: one event in flight at a time, so nothing queues.
             ours_1 = await bench_vaultline(settings, make_events(args.latency_events, "unloaded"), 1, 1, 1, "unloaded")
             raw_1 = await bench_raw(nats_url, make_events(args.latency_events), 1, 1, "unloaded")
-        finally:
-            pg.stop()
-            ns.stop()
     for r in (raw, ours):
         r["load"] = f"saturated (window {args.window})"
     for r in (raw_1, ours_1):

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import bench_args  # noqa: E402
+from bench._common import bench_args, embedded_stack  # noqa: E402
 
 CREATOR = "bench"
 WARMUP_CREATOR = "warmup"
@@ -363,24 +363,12 @@ def cpu_ceiling(per_image: dict[str, float]) -> dict[str, float | None]:
 
 async def run_embedded(images: list[bytes], crop_workers: int, **kw: Any) -> dict[str, Any]:
     """`run` on fresh embedded servers in a temporary data dir."""
-    from vaultline.adapters.db import migrate
-    from vaultline.adapters.embedded.nats import EmbeddedNats
-    from vaultline.adapters.embedded.postgres import EmbeddedPostgres
-    from vaultline.settings import Settings
-
     with tempfile.TemporaryDirectory(prefix="vaultline-bench-pipeline-") as tmp:
         d = Path(tmp)
-        ns, pg = EmbeddedNats(d / "nats"), EmbeddedPostgres(d / "pg")
-        try:
-            nats_url, db_url = await asyncio.to_thread(ns.start), await asyncio.to_thread(pg.start)
-            await migrate(db_url)
-            s = Settings(nats_url=nats_url, database_url=db_url, data_dir=d / "data")
+        async with embedded_stack(d, d / "data") as (s, ns, pg):
             pids = {"nats-server": ns.pid, "postgresql": pg.pid}
             return await run(s, images, crop_workers, log_dir=d / "logs",
                              server_pids={k: v for k, v in pids.items() if v}, **kw)  # fmt: skip
-        finally:
-            await asyncio.to_thread(pg.stop)
-            await asyncio.to_thread(ns.stop)
 
 
 # --------------------------------------------------------------------------- report

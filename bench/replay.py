@@ -24,14 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import embedded_stack  # noqa: E402
 from vaultline.adapters.bus.provision import provision  # noqa: E402
 from vaultline.adapters.bus.stream import connect  # noqa: E402
-from vaultline.adapters.db import migrate  # noqa: E402
-from vaultline.adapters.embedded.nats import EmbeddedNats  # noqa: E402
-from vaultline.adapters.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from vaultline.entrypoints import replay  # noqa: E402
 from vaultline.events import new_event  # noqa: E402
-from vaultline.settings import Settings  # noqa: E402
 
 
 def image_run(cid: uuid.UUID, creator: str = "bench", i: int = 0) -> list:
@@ -86,11 +83,8 @@ async def main() -> None:
     ap.add_argument("--send-every", type=int, default=10, help="one send + its sale per N images (0: none)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ns, pg = EmbeddedNats(Path(tmp) / "nats"), EmbeddedPostgres(Path(tmp) / "pg")
-        nats_url, db_url = ns.start(), pg.start()
-        try:
-            await migrate(db_url)
-            s = Settings(nats_url=nats_url, database_url=db_url, data_dir=Path(tmp))
+        async with embedded_stack(Path(tmp)) as (s, _, _):
+            nats_url = s.nats_url
             events = run_events(args.events, send_every=args.send_every)
             took = await fill(nats_url, events)
             print(f"published {len(events)} events in {took:.1f}s ({len(events) / took:,.0f}/s)")
@@ -107,9 +101,6 @@ async def main() -> None:
                   f"whole command incl. schema, compare of {sum(t.live_rows for t in result.tables.values()):,} "
                   f"rows: {total:.1f}s = {result.events / total:,.0f} events/s; differences {result.differences}; "
                   f"not projected {len(result.failed)}")  # fmt: skip
-        finally:
-            pg.stop()
-            ns.stop()
 
 
 if __name__ == "__main__":
