@@ -305,16 +305,20 @@ def _tracker_bulk(buffer: ContentBuffer) -> Projector:
     return apply
 
 
+def _with_store(handle: Callable[..., Awaitable[bool]], store: Any) -> Projector:
+    """A handler whose port is a store (`handle(event, store=, stream_seq=)`) as a Projector."""
+
+    async def apply(event: Envelope, seq: int) -> bool:
+        return await handle(event, store=store, stream_seq=seq)
+
+    return apply
+
+
 def _sales_projector(pool: Any) -> Projector:
     from vaultline.adapters.db.sales import PostgresSalesStore
     from vaultline.handlers import sales
 
-    store = PostgresSalesStore(pool)
-
-    async def apply(event: Envelope, seq: int) -> bool:
-        return await sales.handle(event, store=store, stream_seq=seq)
-
-    return apply
+    return _with_store(sales.handle, PostgresSalesStore(pool))
 
 
 def _sales_bulk(buffer: ContentBuffer) -> Projector:
@@ -322,36 +326,22 @@ def _sales_bulk(buffer: ContentBuffer) -> Projector:
     from vaultline.adapters.db.rebuild_sales import BufferedSalesStore
     from vaultline.handlers import sales
 
-    store = BufferedSalesStore(buffer)
-
-    async def apply(event: Envelope, seq: int) -> bool:
-        return await sales.handle(event, store=store, stream_seq=seq)
-
-    return apply
+    return _with_store(sales.handle, BufferedSalesStore(buffer))
 
 
 def _analytics_projector(pool: Any) -> Projector:
     from vaultline.adapters.db.analytics import PostgresAnalyticsStore
     from vaultline.handlers import analytics
 
-    store = PostgresAnalyticsStore(pool)
-
-    async def apply(event: Envelope, seq: int) -> bool:
-        return await analytics.handle(event, store=store, stream_seq=seq)
-
-    return apply
+    return _with_store(analytics.handle, PostgresAnalyticsStore(pool))
 
 
 def _analytics_bulk(buffer: ContentBuffer) -> Projector:
+    """The same handler over the rebuild's rows in memory (analytics.BufferedAnalyticsStore)."""
     from vaultline.adapters.db.analytics import BufferedAnalyticsStore
     from vaultline.handlers import analytics
 
-    store = BufferedAnalyticsStore(buffer)
-
-    async def apply(event: Envelope, seq: int) -> bool:
-        return await analytics.handle(event, store=store, stream_seq=seq)
-
-    return apply
+    return _with_store(analytics.handle, BufferedAnalyticsStore(buffer))
 
 
 def _chat_projector(pool: Any) -> Projector:
