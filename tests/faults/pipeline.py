@@ -71,9 +71,12 @@ class Comfy:
         self.results: dict[Path, Any] = {}
         self.retries: list[str] = []
 
+    def path(self, i: int) -> Path:
+        return self.folder / f"ComfyUI_{i:05d}_.png"
+
     def write(self, images: Iterable[int]) -> None:
         for i in images:
-            (self.folder / f"ComfyUI_{i:05d}_.png").write_bytes(small_face_png(i))
+            self.path(i).write_bytes(small_face_png(i))
 
     def on_result(self, path: Path, result: Any) -> None:
         self.results[path] = result

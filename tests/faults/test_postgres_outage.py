@@ -5,13 +5,15 @@ retrying the ingest of files written meanwhile; when PostgreSQL is back the run 
 every image uploaded exactly once, and the projections rebuild from the stream with no
 difference.
 
-40 images (20 before the outage, 10 written during it, 10 after), uploaded to the local
-platform, every handler in this process."""
+40 images (20 before the outage; 5 approved and 5 ingested just before it, held for the
+outage by pausing the upload and the crop consumer; 5 written during it; 5 after), uploaded to
+the local platform, every handler in this process."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -26,10 +28,24 @@ from tests.faults.pipeline import (
     running_pipeline,
 )
 from tests.waiting import wait_until
+from vaultline.adapters.bus.topology import CONSUMERS
 from vaultline.adapters.db import create_pool, migrate
 from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
 OUTAGE_S = 20.0
+
+
+PAUSED_UNTIL = "2100-01-01T00:00:00Z"  # until resumed
+
+
+async def approved_and_published(pool: Any, comfy: Comfy, images: range) -> bool:
+    """Images `images` of `comfy` are approved and their image.approved is in the stream."""
+    paths = [comfy.path(i) for i in images]
+    if not all(p in comfy.results for p in paths):
+        return False
+    ids = [comfy.results[p].content_id for p in paths]
+    n = await pool.fetchval("SELECT count(*) FROM content WHERE id = ANY($1) AND status = 'approved'", ids)
+    return n == len(ids) and not await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
 
 def transient_failures() -> dict[str, float]:
@@ -53,15 +69,29 @@ async def test_postgres_down_for_20s_mid_run_naks_with_backoff_and_the_run_compl
             comfy.write(range(20))
             await wait_until(lambda: at_least(pool, "uploaded", 8), timeout=90, what="8 uploads")
 
+            # Work held for the outage, whatever the machine's speed (on a fast one everything
+            # written so far is uploaded and tracked before PostgreSQL stops): 5 approved images
+            # the upload consumer has not been given, 5 ingested ones the crop consumer has not.
+            crop, upload = CONSUMERS["crop"], CONSUMERS["upload"]
+            await js.pause_consumer(upload.stream, upload.name, PAUSED_UNTIL)
+            comfy.write(range(20, 25))
+            await wait_until(lambda: approved_and_published(pool, comfy, range(20, 25)), timeout=30,
+                             what="5 more approved (upload paused)")  # fmt: skip
+            await js.pause_consumer(crop.stream, crop.name, PAUSED_UNTIL)
+            comfy.write(range(25, 30))
+            await wait_until(lambda: len(comfy.results) >= 30, timeout=30, what="5 more ingested (crop paused)")
+
             failed_before = transient_failures()
             await asyncio.to_thread(pg.stop)
             stopped = time.monotonic()
-            comfy.write(range(20, 30))
+            for spec in (crop, upload):  # their work meets handlers without PostgreSQL (crop needs none)
+                await js.resume_consumer(spec.stream, spec.name)
+            comfy.write(range(30, 35))
             await wait_until(lambda: len(comfy.retries) >= 1, timeout=OUTAGE_S, what="an ingest to fail meanwhile")
             await asyncio.sleep(OUTAGE_S - (time.monotonic() - stopped))  # the outage lasts 20 s: the scenario
             failed = {h: n - failed_before[h] for h, n in transient_failures().items()}
             await asyncio.to_thread(pg.start)  # same port: pools reconnect to the URL they have
-            comfy.write(range(30, 40))
+            comfy.write(range(35, 40))
 
             await wait_until(lambda: at_least(pool, "uploaded", 40), timeout=120, interval=0.2, what="40 uploads")
             await wait_until(lambda: settled(js, pool, HANDLERS), timeout=30, what="the outbox and the consumers")
