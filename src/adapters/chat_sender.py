@@ -2,8 +2,9 @@
 action (handlers/inbox.send) is given one (bootstrap.chat_sender).
 
 - With an offer, the message goes through issue 9's send use case (handlers.sends.send): the
-  `sends` row is reserved under the fan's lock before the platform is called, so a fan never
-  gets the same content (nor a near-copy) twice; a refusal is a Conflict and nothing is sent;
+  `sends` row is checked against the fan's sends and reserved before the platform is called,
+  so a fan never gets the same content (nor a near-copy) twice; a refusal is a Conflict and
+  nothing is sent;
   `media.sent` goes out through the outbox; an ambiguous platform failure is reconciled by
   reading the fan's messages.
 - Text alone is one platform `send_message` call (no content: nothing for the guard to check).

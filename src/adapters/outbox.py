@@ -96,9 +96,12 @@ class OutboxRelay:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), timeout=self._poll_s)
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await listener.remove_listener(CHANNEL, self._on_notify)
-            await self._pool.release(listener)
+            except Exception:
+                listener.terminate()  # still listening: it must not go back into the pool as it is
+            finally:
+                await self._pool.release(listener)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

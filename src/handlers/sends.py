@@ -2,11 +2,11 @@
 
 The platform has no idempotency key, so the order of things is what makes it exactly once:
 
-1. Under a lock on the fan, held from the guard's read through the reservation: check the guard
-   (the fan's live sends as committed after the lock was granted, exact and near-duplicate by
-   perceptual hash) and insert the `sends` rows as `reserved` (one atomic statement). A unique
-   index that ignores failed rows is the database's own backstop: a second live row of one
-   content to one fan cannot exist. Only once the rows are committed
+1. Check the guard (the fan's live sends, exact and near-duplicate by perceptual hash) and
+   insert the `sends` rows as `reserved` (one atomic statement) only if nothing was reserved
+   for the fan since the check (else check again: optimistic, so nothing is held between the
+   two). A unique index that ignores failed rows is the database's own backstop: a second live
+   row of one content to one fan cannot exist. Only once the rows are committed
 2. call the platform once.
 3. Success: one transaction marks the rows `sent` (message uuid) and puts one `media.sent`
    per content into the outbox. A clear refusal: the rows are released (`failed`) with the
@@ -113,9 +113,14 @@ class AttemptRow:
     sent_at: datetime | None = None
 
 
+class HistoryChanged(Exception):
+    """Another send to the fan was reserved between this check's read and its reservation:
+    nothing was reserved; check again."""
+
+
 class FanTx(Protocol):
-    """Holds the fan's lock from its first read until it ends (two senders to one fan take
-    turns); what it reads is what was committed once the lock was granted."""
+    """One check of a fan and its reservation: what it reads is one consistent snapshot of the
+    fan's sends; `reserve` commits only if no other send to the fan was reserved since."""
 
     async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]: ...
 
@@ -124,7 +129,8 @@ class FanTx(Protocol):
 
     async def reserve(self, rows: Sequence[NewSend]) -> None:
         """Insert the rows as `reserved` (and the fan, if new), committed on return. Raises
-        Conflict when the unique index refuses a second live send."""
+        HistoryChanged when another send to the fan was reserved since the read (nothing is
+        inserted), Conflict when the unique index refuses a second live send."""
 
 
 class SendStore(Protocol):
@@ -240,7 +246,7 @@ async def send(
     already has a content (or a near-copy) and the send is not forced."""
     validate(req)
     attempt_id = uuid.uuid4()
-    for _ in range(3):
+    for _ in range(5):
         async with store.for_fan(req.creator, platform.name, req.fan_id) as tx:
             contents = _check_contents(req, platform.name, await tx.contents(req.creator, req.content_ids))
             history = await tx.history()
@@ -255,23 +261,26 @@ async def send(
                 if violations and not req.force:
                     raise Conflict(rules.refusal(violations, req.fan_id))
                 generations = {v.candidate: v.prior.generation + 1 for v in violations if v.exact}
-                await tx.reserve(
-                    [
-                        NewSend(
-                            send_id=uuid.uuid4(),
-                            attempt_id=attempt_id,
-                            content_id=cid,
-                            media_uuid=contents[cid].media_uuid or "",
-                            price_cents=req.price_cents or None,
-                            text=req.text,
-                            generation=generations.get(cid, 0),
-                            forced=req.force and bool(violations or twins),
-                            reason=req.reason if req.force else None,
-                            sent_by=req.sent_by,
-                        )
-                        for cid in req.content_ids
-                    ]
-                )
+                try:
+                    await tx.reserve(
+                        [
+                            NewSend(
+                                send_id=uuid.uuid4(),
+                                attempt_id=attempt_id,
+                                content_id=cid,
+                                media_uuid=contents[cid].media_uuid or "",
+                                price_cents=req.price_cents or None,
+                                text=req.text,
+                                generation=generations.get(cid, 0),
+                                forced=req.force and bool(violations or twins),
+                                reason=req.reason if req.force else None,
+                                sent_by=req.sent_by,
+                            )
+                            for cid in req.content_ids
+                        ]
+                    )
+                except HistoryChanged:
+                    continue  # another send to this fan got in first: check again, seeing it
                 break
         # Earlier sends to this fan whose outcome is unknown: settle them before sending again.
         for attempt in {p.attempt_id or p.send_id for p in pending}:
@@ -282,7 +291,10 @@ async def send(
                     f"unconfirmed and {platform.name} cannot be read to settle it now; nothing was sent, try again later"
                 )
     else:
-        raise Conflict(f"earlier sends to fan {req.fan_id} are still unsettled; try again shortly")
+        raise Conflict(
+            f"earlier sends to fan {req.fan_id} are still unsettled, or other sends to them keep arriving; "
+            "nothing was sent, try again shortly"
+        )
 
     rows = await store.attempt(attempt_id)
     media = [r.media_uuid or "" for r in sorted(rows, key=lambda r: req.content_ids.index(r.content_id))]

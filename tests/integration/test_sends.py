@@ -140,81 +140,120 @@ async def test_the_unique_index_refusal_reaches_the_caller_naming_the_live_send(
     assert await pool.fetchval("SELECT count(*) FROM sends") == 1
 
 
-async def test_a_sender_waiting_for_the_fans_lock_sees_what_the_holder_committed(pool):
-    """The guard's read takes the fan's lock and only then reads (send_guard_read: a fresh
-    snapshot after the wait). A near-copy is refused by the guard alone (the unique index
-    cannot see it), so this fails if the read's snapshot predated the wait."""
-    import asyncio
+def new_send(cid: uuid.UUID) -> sends.NewSend:
+    return sends.NewSend(uuid.uuid4(), uuid.uuid4(), cid, "m", None, None, 0, False, None, None)
 
-    from vaultline.adapters.db.sends import fan_lock_key
 
+async def test_a_sender_whose_check_went_stale_reserves_nothing_and_its_next_check_sees_why(pool):
+    """Two senders check one fan at once; the first reserves. The second's reservation moves
+    no version (another send got in since its read), inserts nothing, and its next check sees
+    the first one's row: the near-copy is refused by the guard (the unique index cannot)."""
     store = PostgresSendStore(pool)
     first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
-    key = fan_lock_key("elena", "local", "fan-1")
-    waiting = """SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                 WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"""
-    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), first, "m", None, None, 0, False, None, None)
-
-    async def second_sender():
-        async with store.for_fan("elena", "local", "fan-1") as tx:
-            [c] = await tx.contents("elena", [copy])
-            return rules.guard([rules.Candidate(copy, c.phash)], await tx.history())
-
-    contrast = await pool.acquire()
-    try:
-        async with store.for_fan("elena", "local", "fan-1") as tx:
-            assert await tx.history() == []  # holds the fan's lock from here
-            second = asyncio.ensure_future(second_sender())
-            await wait_until(lambda: pool.fetchval(waiting), what="the second sender waiting for the fan's lock")
-            # The contrast: one plain statement taking the lock and reading sees the state from
-            # before its wait (its snapshot is older), which is why the read is a volatile function.
-            one_statement = asyncio.ensure_future(contrast.fetchrow(
-                "SELECT pg_advisory_lock($1), (SELECT count(*) FROM sends WHERE fan_id = 'fan-1') AS n", key
-            ))  # fmt: skip
-            await wait_until(lambda: pool.fetchval(waiting + " HAVING count(*) = 2"), what="both waiting")
-            await tx.reserve([row])
-            assert not second.done() and not one_statement.done()
-            assert await pool.fetchval("SELECT pg_try_advisory_lock($1)", key) is False  # still held
-        # The first sender is done: its row is committed and its lock freed on release.
-        assert (await asyncio.wait_for(one_statement, 15))["n"] == 0
-    finally:
-        await pool.release(contrast)
-    violations = await asyncio.wait_for(second, 15)
-    assert len(violations) == 1, "the waiting sender read the fan's sends as of before its wait"
-    [violation] = violations
+    async with store.for_fan("elena", "local", "fan-1") as a, store.for_fan("elena", "local", "fan-1") as b:
+        assert await a.history() == [] and await b.history() == []
+        await a.reserve([new_send(first)])
+        with pytest.raises(sends.HistoryChanged):
+            await b.reserve([new_send(copy)])
+        [c] = await b.contents("elena", [copy])  # checks again
+        [violation] = rules.guard([rules.Candidate(copy, c.phash)], await b.history())
     assert violation.prior.content_id == first and violation.distance == 3 and violation.prior.status == "reserved"
-    async with pool.acquire() as conn:  # nobody holds the fan's lock any more
-        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", key) is True
+    assert await pool.fetchval("SELECT count(*) FROM sends") == 1
+    assert await pool.fetchval("SELECT version FROM send_guard_versions WHERE fan_id = 'fan-1'") == 1
 
 
-async def test_the_fans_lock_is_freed_whichever_way_a_check_ends_and_needs_read_committed(pool):
-    import asyncpg
+async def test_two_reservations_at_the_same_moment_are_serialised_by_the_fans_version(pool):
+    """The second reservation of two from the same read waits for the first's transaction and
+    then inserts nothing: READ COMMITTED re-checks the version against the row the first
+    committed (a plain check of the sends in the same statement would not see that row)."""
+    import asyncio
 
-    from vaultline.adapters.db.sends import GUARD_READ_SQL, fan_lock_key
+    from vaultline.adapters.db.sends import PostgresFanTx
 
-    store, cid = PostgresSendStore(pool), await uploaded(pool)
-    key = fan_lock_key("elena", "local", "fan-1")
-    free = "SELECT pg_try_advisory_lock($1)"  # on a connection released right after (its reset unlocks)
+    first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
+    async with PostgresSendStore(pool).for_fan("elena", "local", "fan-1") as tx:
+        await tx.reserve([new_send(await uploaded(pool))])  # the fan is at version 1
+    waiting = """SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE NOT l.granted AND a.datname = current_database()"""
+    holder, other = await pool.acquire(), await pool.acquire()
+    try:
+        a, b = PostgresFanTx(holder, "elena", "local", "fan-1"), PostgresFanTx(other, "elena", "local", "fan-1")
+        assert len(await a.history()) == len(await b.history()) == 1  # both read version 1
+        async with holder.transaction():  # the first reservation, not yet committed
+            await a.reserve([new_send(first)])
+            late = asyncio.ensure_future(b.reserve([new_send(copy)]))
+            await wait_until(lambda: pool.fetchval(waiting), what="the second reservation waiting for the first")
+            assert not late.done()
+        with pytest.raises(sends.HistoryChanged):
+            await asyncio.wait_for(late, 15)
+    finally:
+        await pool.release(holder)
+        await pool.release(other)
+    assert {r["content_id"] for r in await pool.fetch("SELECT content_id FROM sends")} >= {first}
+    assert await pool.fetchval("SELECT count(*) FROM sends WHERE content_id = $1", copy) == 0
+    assert await pool.fetchval("SELECT version FROM send_guard_versions WHERE fan_id = 'fan-1'") == 2
+
+
+async def test_a_check_holds_nothing_and_a_reservation_without_a_read_reads_the_version_first(pool):
+    store, cid, other = PostgresSendStore(pool), await uploaded(pool), await uploaded(pool)
     with pytest.raises(Conflict):
         async with store.for_fan("elena", "local", "fan-1") as tx:
             await tx.contents("elena", [cid])
-            async with pool.acquire() as other:
-                assert await other.fetchval(free, key) is False
             raise Conflict("refused")
-    async with pool.acquire() as other:
-        assert await other.fetchval(free, key) is True
-    row = sends.NewSend(uuid.uuid4(), uuid.uuid4(), cid, "m", None, None, 0, False, None, None)
     async with store.for_fan("elena", "local", "fan-1") as tx:
-        await tx.reserve([row])  # takes the lock itself when nothing was read first
-        async with pool.acquire() as other:
-            assert await other.fetchval(free, key) is False
-    async with pool.acquire() as other:
-        assert await other.fetchval(free, key) is True
-        assert await other.fetchval("SELECT count(*) FROM fans WHERE fan_id = 'fan-1'") == 1
-        # Under REPEATABLE READ the snapshot would predate the lock wait: refused outright.
-        with pytest.raises(asyncpg.RaiseError, match="needs READ COMMITTED"):
-            async with other.transaction(isolation="repeatable_read"):
-                await other.fetch(GUARD_READ_SQL, key, [cid], "elena", "local", "fan-1")
+        await tx.reserve([new_send(cid)])  # no read before: it reads the version (0, no row) itself
+    async with store.for_fan("elena", "local", "fan-1") as tx:
+        await tx.reserve([new_send(other)])  # version 1 now
+    assert await pool.fetchval("SELECT count(*) FROM sends WHERE status = 'reserved'") == 2
+    assert await pool.fetchval("SELECT version FROM send_guard_versions WHERE fan_id = 'fan-1'") == 2
+    assert await pool.fetchval("SELECT count(*) FROM fans WHERE fan_id = 'fan-1'") == 1
+    assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_a_send_whose_reservation_lost_the_race_checks_again_and_is_refused(pool, tmp_path):
+    """Through the use case: another sender reserves a near-copy for the fan between this
+    send's check and its reservation; the send checks again and is refused naming it."""
+    first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
+    real = PostgresSendStore(pool)
+
+    class RacedStore:
+        """The real store; the first check is overtaken by another sender's reservation."""
+
+        def __init__(self) -> None:
+            self.checks = 0
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def for_fan(self, *key):
+            outer = self
+
+            class Overtaken:
+                async def __aenter__(self):
+                    self.cm = real.for_fan(*key)
+                    tx = await self.cm.__aenter__()
+                    outer.checks += 1
+                    if outer.checks == 1:
+                        reserve = tx.reserve
+
+                        async def overtaken(rows):
+                            async with real.for_fan(*key) as rival:
+                                await rival.reserve([new_send(first)])
+                            await reserve(rows)
+
+                        tx.reserve = overtaken
+                    return tx
+
+                async def __aexit__(self, *exc):
+                    return await self.cm.__aexit__(*exc)
+
+            return Overtaken()
+
+    store = RacedStore()
+    with pytest.raises(Conflict, match=f"{first}"):
+        await sends.send(req(copy), store=store, platform=LocalPlatform(tmp_path / "m"))
+    assert store.checks == 2
+    assert [r["content_id"] for r in await pool.fetch("SELECT content_id FROM sends")] == [first]
 
 
 async def test_bad_requests_change_nothing(pool, tmp_path):

@@ -32,12 +32,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, instead of asyncpg's (pg_advisory_unlock_all, CLOSE ALL,
+    UNLISTEN *, RESET ALL): that is one more round trip for every pooled query, doubling the
+    cost of a short one. Our pooled sessions keep nothing past their use: asyncpg rolls back an
+    open transaction before this runs; settings are SET LOCAL; the one session lock taken on a
+    pooled connection (uploads.exclusive) is unlocked by its taker or its connection terminated;
+    the relay unlistens the same way (tests/integration/test_db_pool.py holds all three)."""
+
+
 async def create_pool(
     database_url: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None
 ) -> asyncpg.Pool:
     """`schema`: every connection's search_path (replay --rebuild projects into a fresh one)."""
     return await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection,
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_session_state,
         server_settings={"search_path": schema} if schema else None,
     )  # fmt: skip
 

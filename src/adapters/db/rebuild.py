@@ -39,6 +39,7 @@ NOT_COMPARED: dict[str, str] = {
     "from media.* events through the tracker and is compared",
     "ingest_problems": "files the watcher could not ingest (never became events)",
     "rate_buckets": "shared Fanvue request budget (bookkeeping)",
+    "send_guard_versions": "the send guard's per-fan version for concurrent senders (bookkeeping)",
 }
 
 # Generated on insert (ids, clocks of the projection itself): never compared.

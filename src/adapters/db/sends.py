@@ -3,7 +3,6 @@ reservation and its outcome."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,32 +14,33 @@ from vaultline.adapters.db import PostgresUnitOfWork
 from vaultline.domain.errors import Conflict
 from vaultline.domain.sends import PriorSend
 from vaultline.events import Envelope
-from vaultline.handlers.sends import AttemptRow, ContentForSend, NewSend
+from vaultline.handlers.sends import AttemptRow, ContentForSend, HistoryChanged, NewSend
 
-# The fan's live sends with their contents' phash, and the guard's read under the fan's lock:
-# SQL functions of migrations/0010_send_guard_read.sql (one definition of what a fan has, which
-# suggest-ppv reads too).
+# The fan's live sends with their contents' phash, and the guard's read with the fan's version:
+# SQL functions of migrations/0010_send_guard_read.sql and 0011_send_guard_versions.sql (one
+# definition of what a fan has, which suggest-ppv reads too).
 HISTORY_SQL = """SELECT id, attempt_id, content_id, phash, status, reserved_at, sent_at, message_uuid, price_cents, generation
 FROM send_guard_rows('{}', $1, $2, $3) WHERE kind = 'h'"""
-GUARD_READ_SQL = "SELECT * FROM send_guard_read($1, $2, $3, $4, $5)"
-# The reservation as one statement (atomic without BEGIN/COMMIT round trips): the fan, if new,
-# and one `reserved` row per content; the unique index refuses a second live send.
+GUARD_READ_SQL = "SELECT * FROM send_guard_snapshot($1, $2, $3, $4)"
+# The reservation as one statement (atomic without BEGIN/COMMIT round trips): move the fan's
+# version from the one the guard read to the next (no row = 0: insert 1), and only if that
+# worked the fan, if new, and one `reserved` row per content. The unique index refuses a
+# second live send. $14 = the version read.
 RESERVE_SQL = """
-WITH fan AS (INSERT INTO fans(creator, platform, fan_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
+WITH version AS (
+    INSERT INTO send_guard_versions AS g (creator, platform, fan_id, version) VALUES ($1, $2, $3, 1)
+    ON CONFLICT (creator, platform, fan_id) DO UPDATE SET version = g.version + 1 WHERE g.version = $14::bigint
+    RETURNING version
+), fan AS (
+    INSERT INTO fans(creator, platform, fan_id) SELECT $1, $2, $3 FROM version ON CONFLICT DO NOTHING
+)
 INSERT INTO sends(id, attempt_id, content_id, creator, platform, fan_id, media_uuid, price_cents, text, status,
                   generation, forced, reason, sent_by)
 SELECT r.id, r.attempt_id, r.content_id, $1, $2, $3, r.media_uuid, r.price_cents, r.text, 'reserved', r.generation,
        r.forced, r.reason, r.sent_by
-FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::integer[], $9::text[], $10::integer[],
-            $11::boolean[], $12::text[], $13::text[])
+FROM version, unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::integer[], $9::text[], $10::integer[],
+                     $11::boolean[], $12::text[], $13::text[])
      AS r(id, attempt_id, content_id, media_uuid, price_cents, text, generation, forced, reason, sent_by)"""
-
-
-def fan_lock_key(creator: str, platform: str, fan_id: str) -> int:
-    """The fan's advisory lock: a signed 64-bit number of our own (a 64-bit key space apart from
-    the hashtext() keys of the other locks)."""
-    digest = hashlib.blake2b(f"fan:{creator}:{platform}:{fan_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def prior(row: asyncpg.Record | tuple) -> PriorSend:
@@ -73,20 +73,20 @@ async def upsert_fan(conn: asyncpg.Connection, creator: str, platform: str, fan_
 
 
 class PostgresFanTx:
-    """Holds the fan's lock from its first read (or reservation) until the connection goes back
-    to the pool. No transaction of its own: each statement is atomic and, in READ COMMITTED, sees
-    what was committed before it started, the same as inside one transaction."""
+    """One check of a fan and its reservation. No lock and no transaction of its own: the
+    guard's read is one statement (one snapshot) that also reads the fan's version, and the
+    reservation inserts only if the version is still the one read."""
 
     def __init__(self, conn: asyncpg.Connection, creator: str, platform: str, fan_id: str) -> None:
         self.conn, self.creator, self.platform, self.fan_id = conn, creator, platform, fan_id
         self._history: list[PriorSend] | None = None  # read together with the contents
+        self._version = 0
 
     async def _read(self, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-        """One round trip: the fan's lock (waiting for a concurrent sender to finish), then the
-        contents asked for and the fan's live sends as of after the wait."""
-        key = fan_lock_key(self.creator, self.platform, self.fan_id)
-        rows = await self.conn.fetch(GUARD_READ_SQL, key, list(ids), self.creator, self.platform, self.fan_id)
-        self._history = [prior(tuple(r)[1:11]) for r in rows if r["kind"] == "h"]
+        """One round trip: the contents asked for, the fan's live sends and the fan's version."""
+        rows = await self.conn.fetch(GUARD_READ_SQL, list(ids), self.creator, self.platform, self.fan_id)
+        self._version = rows[0]["version"]
+        self._history = [prior(tuple(r)[2:12]) for r in rows if r["kind"] == "h"]
         return rows
 
     async def contents(self, creator: str, ids: Sequence[uuid.UUID]) -> list[ContentForSend]:
@@ -106,15 +106,18 @@ class PostgresFanTx:
         # The fan exists from now on; it is "seen" when a message reaches them (mark_sent), the
         # time media.sent carries, so a replay of the events rebuilds the same first_seen_at.
         if self._history is None:
-            await self._read([])  # the fan's lock, if nothing took it yet
+            await self._read([])  # the version to move from
         try:
-            await self.conn.execute(
+            status = await self.conn.execute(
                 RESERVE_SQL, self.creator, self.platform, self.fan_id,
                 [r.send_id for r in rows], [r.attempt_id for r in rows], [r.content_id for r in rows],
                 [r.media_uuid for r in rows], [r.price_cents for r in rows], [r.text for r in rows],
                 [r.generation for r in rows], [r.forced for r in rows], [r.reason for r in rows],
-                [r.sent_by for r in rows],
+                [r.sent_by for r in rows], self._version,
             )  # fmt: skip
+            if rows and status == "INSERT 0 0":
+                self._history = None  # what was read is stale
+                raise HistoryChanged(f"fan {self.fan_id}: another send was reserved since the check")
         except asyncpg.UniqueViolationError:
             live = await self.conn.fetchrow(
                 """SELECT content_id, status, reserved_at, sent_at FROM sends
@@ -136,11 +139,11 @@ class PostgresSendStore:
 
     @asynccontextmanager
     async def for_fan(self, creator: str, platform: str, fan_id: str) -> AsyncIterator[PostgresFanTx]:
-        """The fan's advisory lock, server-wide (two processes sending to one fan take turns
-        through check + reserve). It is session-level, taken by the guard's read in the same
-        round trip, and released when the connection goes back to the pool: the pool's reset
-        runs pg_advisory_unlock_all() (a connection it cannot reset is closed, which frees it
-        too). So a refused check costs one round trip plus that reset; no BEGIN, no ROLLBACK."""
+        """A check of the fan and its reservation on one pooled connection. Nothing is held
+        between the two round trips: two processes sending to one fan both read, the first to
+        reserve moves the fan's version, and the other's reservation inserts nothing and raises
+        HistoryChanged (the use case checks again and sees the first one's rows). A refused
+        check costs one round trip; no lock, no BEGIN, no ROLLBACK."""
         async with self._pool.acquire() as conn:
             yield PostgresFanTx(conn, creator, platform, fan_id)
 

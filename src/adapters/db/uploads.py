@@ -72,19 +72,26 @@ class PostgresUploadStore:
         """A session advisory lock on a connection of its own for the whole run: a crashed
         process's connection closes and the lock goes with it."""
         conn = await self._pool.acquire()
-        got = False
+        got: bool | None = None  # None: the lock request did not complete, the session may hold it
         try:
             got = bool(
                 await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
             )
             yield got
         finally:
-            if got:
-                try:
-                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
-                except BaseException:
-                    conn.terminate()  # the lock ends with the session
-            await self._pool.release(conn)
+            # The pool's reset does not unlock (adapters/db create_pool): a session that may
+            # still hold the lock is unlocked here or terminated, never pooled as it is.
+            try:
+                if got is None:
+                    conn.terminate()
+                elif got:
+                    try:
+                        await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
+                    except BaseException:
+                        conn.terminate()  # the lock ends with the session
+                        raise
+            finally:
+                await self._pool.release(conn)
 
     async def _conclude(self, state: UploadState, event: Envelope, step: str, expected_step: str) -> None:
         state_copy = UploadState(**{**state.__dict__, "step": step})
