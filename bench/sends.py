@@ -11,8 +11,13 @@ Three kinds of check, on random fans:
 - near:   new content within 4 bits of something the fan has (refused)
 - clean:  content the fan has nothing like (allowed)
 
+Two passes over the same checks: "first" (these fans' first checks since the server started:
+their pages come from the OS's cache into PostgreSQL's buffers) and "steady" (the same again,
+as on a server that has been running). The embedded PostgreSQL gets shared_buffers 1GB
+(--shared-buffers) so that the ~410 MB of sends and content fit, as a tuned server's would.
+
     .venv/bin/python bench/sends.py [--sends 1000000] [--contents 100000] [--fans 50000] [--checks 2000] [--json]
-                                    [--explain]
+                                    [--explain] [--shared-buffers 1GB]
 
 Uses VAULTLINE_TEST_DATABASE_URL (a superuser URL; a scratch database is created and dropped)
 or starts an embedded PostgreSQL in a temp dir.
@@ -35,6 +40,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.databases
+
+import asyncpg  # noqa: E402
 
 from tests.databases import create_database, drop_database  # noqa: E402
 from vaultline.adapters.db import create_pool, migrate  # noqa: E402
@@ -128,18 +135,21 @@ async def bench(url: str, args: argparse.Namespace) -> dict:
             "VALUES ($1, $2, 'uploaded', $3, 'm', COALESCE($4, lpad(to_hex((random() * 9223372036854775807)::bigint), 16, '0')), 'ppv')",
             [(cid, CREATOR, PLATFORM, h) for cid, h in extra],
         )  # fmt: skip
-        for fan, cid in cases["exact"][:50]:  # warm up
-            await timed(check, store, fan, cid)
-        results = {}
-        for kind, items in cases.items():
-            lat: list[float] = []
-            refused = 0
-            for fan, cid in items:
-                ms, violations = await timed(check, store, fan, cid)
-                lat.append(ms)
-                refused += bool(violations)
-            results[kind] = {"checks": len(lat), "refused": refused, "p50_ms": round(pct(lat, 0.5), 3),
-                             "p99_ms": round(pct(lat, 0.99), 3), "mean_ms": round(statistics.fmean(lat), 3)}  # fmt: skip
+        # Pass 1 ("first"): the first checks of these fans since the server started; their pages
+        # come from the OS's cache into PostgreSQL's buffers. Pass 2 ("steady"): the same checks
+        # again, as on a server that has been running (the pages in shared_buffers).
+        results: dict[str, dict[str, dict]] = {}
+        for pass_name in ("first", "steady"):
+            results[pass_name] = {}
+            for kind, items in cases.items():
+                lat: list[float] = []
+                refused = 0
+                for fan, cid in items:
+                    ms, violations = await timed(check, store, fan, cid)
+                    lat.append(ms)
+                    refused += bool(violations)
+                results[pass_name][kind] = {"checks": len(lat), "refused": refused, "p50_ms": round(pct(lat, 0.5), 3),
+                                            "p99_ms": round(pct(lat, 0.99), 3), "mean_ms": round(statistics.fmean(lat), 3)}  # fmt: skip
         if args.explain:
             from vaultline.adapters.db.sends import GUARD_READ_SQL, prior
 
@@ -170,6 +180,7 @@ async def bench(url: str, args: argparse.Namespace) -> dict:
             "SELECT avg(n) FROM (SELECT count(*) n FROM sends GROUP BY creator, platform, fan_id) x"
         )
         return {"sends": args.sends, "contents": args.contents, "fans": args.fans, "load_s": round(load_s, 1),
+                "shared_buffers": await pool.fetchval("SHOW shared_buffers"),
                 "avg_sends_per_fan": float(history), "results": results}  # fmt: skip
     finally:
         await pool.close()
@@ -183,6 +194,8 @@ async def main() -> None:
     ap.add_argument("--checks", type=int, default=2_000)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--explain", action="store_true", help="also print the guard query's plan and a per-step timing")
+    ap.add_argument("--shared-buffers", default="1GB",
+                    help="the embedded PostgreSQL's shared_buffers (its default, 128MB, holds a third of the data)")  # fmt: skip
     args = ap.parse_args()
     external = os.environ.get("VAULTLINE_TEST_DATABASE_URL")
     tmp = None
@@ -192,7 +205,11 @@ async def main() -> None:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="vaultline-bench-pg-"))
         server = EmbeddedPostgres(tmp, durable=False)
-        pg_url = server.start()
+        admin = await asyncpg.connect(server.start())
+        await admin.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
+        await admin.close()
+        server.stop()
+        pg_url = server.start()  # shared_buffers takes a restart
     name = f"bench_sends_{secrets.token_hex(4)}"
     try:
         url = await create_database(pg_url, name)
@@ -210,11 +227,14 @@ async def main() -> None:
         return
     print(f"{report['sends']:,} sends, {report['contents']:,} contents, {report['fans']:,} fans "
           f"(~{report['avg_sends_per_fan']:.0f} sends per fan), loaded in {report['load_s']} s")  # fmt: skip
-    print(f"{'check':<14}{'checks':>8}{'refused':>9}{'p50 ms':>9}{'p99 ms':>9}")
-    for kind, r in report["results"].items():
-        print(f"{kind:<14}{r['checks']:>8}{r['refused']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}")
-    worst = max(r["p99_ms"] for r in report["results"].values())
-    print(f"worst p99 {worst} ms (target <= 2 ms): {'OK' if worst <= 2 else 'OVER'}")
+    print(f"shared_buffers {report['shared_buffers']}")
+    print(f"{'pass':<8}{'check':<8}{'checks':>8}{'refused':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for pass_name, by_kind in report["results"].items():
+        for kind, r in by_kind.items():
+            print(f"{pass_name:<8}{kind:<8}{r['checks']:>8}{r['refused']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}")
+    for pass_name, by_kind in report["results"].items():
+        worst = max(r["p99_ms"] for r in by_kind.values())
+        print(f"{pass_name}: worst p99 {worst} ms (target <= 2 ms): {'OK' if worst <= 2 else 'OVER'}")
 
 
 if __name__ == "__main__":
