@@ -22,6 +22,7 @@ from vaultline.events import parse_event
 
 log = structlog.get_logger("vaultline.outbox")
 CHANNEL = "vaultline_outbox"
+RELISTEN_S = 0.5  # how often a relay that lost its listening connection tries to listen again
 
 
 class OutboxRelay:
@@ -33,6 +34,7 @@ class OutboxRelay:
         self._batch = batch
         self._poll_s = poll_s
         self._wake = asyncio.Event()
+        self._deaf = False  # the last attempt to listen failed
 
     async def publish_pending(self) -> int:
         """One pass: publish up to `batch` unpublished rows in id order; returns how many."""
@@ -80,11 +82,14 @@ class OutboxRelay:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; wakes on NOTIFY from the insert trigger, or every poll_s."""
-        listener = await self._pool.acquire()
+        """Relay until `stop` is set; wakes on NOTIFY from the insert trigger, or every poll_s.
+        A listening connection that is lost (PostgreSQL restarted) wakes the loop, which listens
+        again on a new one, retrying every RELISTEN_S until PostgreSQL answers."""
+        listener: asyncpg.Connection | None = None
         try:
-            await listener.add_listener(CHANNEL, self._on_notify)
             while not stop.is_set():
+                if listener is None or not _alive(listener):
+                    listener = await self._listen(listener)
                 try:
                     n = await self.publish_pending()
                 except Exception:
@@ -93,18 +98,57 @@ class OutboxRelay:
                 if n:
                     continue
                 self._wake.clear()
+                listening = listener is not None and _alive(listener)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), timeout=self._poll_s)
+                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()),
+                                           timeout=self._poll_s if listening else min(self._poll_s, RELISTEN_S))  # fmt: skip
         finally:
-            try:
-                await listener.remove_listener(CHANNEL, self._on_notify)
-            except Exception:
-                listener.terminate()  # still listening: it must not go back into the pool as it is
-            finally:
-                await self._pool.release(listener)
+            if listener is not None:
+                await self._unlisten(listener)
+
+    async def _listen(self, lost: asyncpg.Connection | None) -> asyncpg.Connection | None:
+        """A pooled connection listening on CHANNEL, or None (and a warning) if PostgreSQL cannot
+        be reached now. Rows committed meanwhile are found by the pass that follows."""
+        if lost is not None:
+            await self._unlisten(lost)
+            log.warning("outbox relay lost its listening connection; listening again")
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await self._pool.acquire()
+            await conn.add_listener(CHANNEL, self._on_notify)
+            conn.add_termination_listener(self._on_notify)  # lost: wake the loop to listen again
+            self._deaf = False
+            return conn
+        except Exception as e:
+            if not self._deaf:  # once per outage, not every RELISTEN_S
+                log.warning("outbox relay cannot listen now; polling", error=repr(e), retry_in_s=RELISTEN_S)
+            self._deaf = True
+            if conn is not None:
+                await self._unlisten(conn)
+            return None
+
+    async def _unlisten(self, conn: asyncpg.Connection) -> None:
+        """Give the listening connection back to the pool, not listening (the pool's reset does
+        not UNLISTEN: adapters/db create_pool)."""
+        if not _alive(conn):
+            return  # closed: the pool has taken it back already
+        try:
+            conn.remove_termination_listener(self._on_notify)
+            await conn.remove_listener(CHANNEL, self._on_notify)
+        except Exception:
+            conn.terminate()  # maybe still listening: it must not go back into the pool as it is
+        finally:
+            await self._pool.release(conn)  # a no-op once terminated
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
+
+
+def _alive(conn: asyncpg.Connection) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # closed, and the pool took it back with it
+        return False
 
 
 async def _first(*aws: object) -> None:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import asyncpg
 import pytest
 from nats.js.api import DeliverPolicy
 
@@ -295,3 +296,51 @@ async def test_provision_applies_changed_consumer_settings(js):
     stream = await js.stream_info(EVENTS_STREAM)
     assert str(getattr(stream.config.retention, "value", stream.config.retention)) == "limits"
     assert stream.config.duplicate_window >= 120
+
+
+async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, pg_data_dir):
+    """A PostgreSQL restart closes the relay's listening connection; the relay listens again
+    on a new one, so a row committed afterwards is published on its NOTIFY, not by the next
+    poll (30 s here, longer than this test waits)."""
+    import asyncio
+
+    from vaultline.adapters.db import create_pool, migrate
+    from vaultline.adapters.embedded.postgres import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(pg_data_dir, durable=False)
+    url = await asyncio.to_thread(pg.start)
+    await provision(js)
+    broker = make_broker(settings.nats_url)
+    await broker.connect()
+    pool = stop = relay = None
+    try:
+        await migrate(url)
+        pool = await create_pool(url)
+        stop = asyncio.Event()
+        relay = asyncio.ensure_future(OutboxRelay(pool, JetStreamPublisher(broker), poll_s=30).run(stop))
+
+        async def committed_and_published(event: Envelope) -> None:
+            async def insert() -> bool:
+                try:
+                    await pool.execute("INSERT INTO outbox(event_id, subject, body) VALUES ($1, $2, $3)",
+                                       event.event_id, event.subject, event.to_json())  # fmt: skip
+                    return True
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    return False  # still starting up
+
+            await wait_until(insert, timeout=20, interval=0.1, what="PostgreSQL to take the row")
+            await wait_until(lambda: pool.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", event.event_id),
+                             timeout=10, what=f"{event.event_id} published on its NOTIFY")  # fmt: skip
+
+        await committed_and_published(approved())
+        await asyncio.to_thread(pg.stop)
+        await asyncio.to_thread(pg.start)  # same port: the pool's new connections reach it
+        await committed_and_published(approved())
+    finally:
+        if stop is not None:
+            stop.set()
+            await asyncio.wait_for(relay, 10)
+        if pool is not None:
+            await pool.close()
+        await broker.stop()
+        await asyncio.to_thread(pg.stop)
