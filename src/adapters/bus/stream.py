@@ -246,11 +246,15 @@ _US = timedelta(microseconds=1)
 _READER_URL = "REPLAY_READER_NATS_URL"
 
 
-async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterator[list[StoredEvent]]:
+async def read_events_in_process(
+    url: str, *, batch: int = 1000, copies: Sequence[asyncio.StreamWriter] = ()
+) -> AsyncIterator[list[StoredEvent]]:
     """Every event stored when called, in stream order, in lists of up to `batch` (`replay
     --rebuild`), with the NATS side (protocol, headers, metadata: ~half the cost of
     reading an event in nats-py) done by a child process on the other core; this process only
-    splits the child's frames and validates the events. A child that fails raises here."""
+    splits the child's frames and validates the events. A child that fails raises here.
+    `copies`: the child's frames, unchanged, are also written to each (read_frames reads them:
+    a projection rebuilt in another process)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vaultline.adapters.bus.stream", str(batch),
         # The URL may carry a password: in the environment, not on a command line anyone can read.
@@ -260,12 +264,17 @@ async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterato
     try:
         while True:
             try:
-                (n,) = _LEN.unpack(await proc.stdout.readexactly(_LEN.size))
-                if n == 0:
-                    break
-                blob = await proc.stdout.readexactly(n)
+                head = await proc.stdout.readexactly(_LEN.size)
+                (n,) = _LEN.unpack(head)
+                blob = await proc.stdout.readexactly(n) if n else b""
             except asyncio.IncompleteReadError:
                 raise RuntimeError(f"the stream reader process stopped (exit {await proc.wait()})") from None
+            for w in copies:
+                w.write(head)
+                w.write(blob)
+                await w.drain()
+            if n == 0:
+                break
             yield _unframe(blob)
         if await proc.wait() != 0:
             raise RuntimeError(f"the stream reader process failed (exit {proc.returncode})")
@@ -276,6 +285,20 @@ async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterato
             except ProcessLookupError:
                 pass
         await proc.wait()
+
+
+async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[StoredEvent]]:
+    """The lists of events read_events_in_process copied to a pipe (`copies`), up to its end
+    mark; a pipe that ends before it raises (the copying process stopped)."""
+    while True:
+        try:
+            (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+            if n == 0:
+                return
+            blob = await reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise RuntimeError("the events' pipe ended before the last event") from None
+        yield _unframe(blob)
 
 
 def _unframe(blob: bytes) -> list[StoredEvent]:

@@ -212,10 +212,14 @@ class _State:
         self.new_sends: list[tuple[Any, ...]] = []
         self.new_messages: list[tuple[Any, ...]] = []
         self.dirty_sales: set[tuple[str, str]] = set()
+        # analytics_daily increments summed per (creator, day) until the flush: one statement
+        # per day and batch, not one per event updating the same rows again and again.
+        self.bumps: defaultdict[tuple[str, date], defaultdict[tuple[str, str], int]] = defaultdict(
+            lambda: defaultdict(int))
 
     @property
     def dirty(self) -> bool:
-        return bool(self.dirty_content or self.new_sends or self.new_messages or self.dirty_sales)
+        return bool(self.dirty_content or self.new_sends or self.new_messages or self.dirty_sales or self.bumps)
 
     def add_sale(self, row: dict[str, Any]) -> None:
         self.sales[(row["creator"], row["dedupe_key"])] = row
@@ -291,10 +295,18 @@ class BufferedAnalyticsStore(BufferedTables[_State]):
         if st.dirty_sales:
             await self.conn.executemany(
                 _SALE_UPSERT, [tuple(st.sales[k][c] for c in _SALE_COLUMNS) for k in st.dirty_sales])
+        if st.bumps:
+            # A sum of 0 still writes its row, as the per-event increments did (+1 then -1 = 0).
+            args = []
+            for (creator, day), counts in st.bumps.items():
+                items = sorted((m, d, v) for (m, d), v in counts.items())
+                args.append((creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]))
+            await self.conn.executemany(_BUMP, args)
         st.dirty_content.clear()
         st.new_sends = []
         st.new_messages = []
         st.dirty_sales.clear()
+        st.bumps.clear()
 
 
 
@@ -310,9 +322,12 @@ class _BufferedAnalyticsTx(PostgresAnalyticsTx):
         return self._buffer.first_time(handler, event_id, stream_seq)
 
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
-        args = _bump_args(creator, day, counts)
-        if args:
-            self._buffer.defer(_BUMP, args)  # increments commute with every other write
+        summed = None
+        for k, v in counts.items():
+            if v:  # as _bump_args: a zero is no increment
+                if summed is None:
+                    summed = self.st.bumps[(creator, day)]  # increments commute with every other write
+                summed[k] += v
 
     def _content_row(self, creator: str, content_id: uuid.UUID) -> dict[str, Any]:
         k = (creator, content_id)
