@@ -26,6 +26,7 @@ from vaultline.adapters.bus.stream import (
     read_events,
     read_events_in_process,
     read_frames,
+    start_reader,
 )
 from vaultline.adapters.db import create_pool
 from vaultline.adapters.db.rebuild import (
@@ -123,7 +124,8 @@ async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], 
 
     async def run(isolated: bool) -> None:
         if any(f.content for f in feeders):  # (analytics alone in its process reads no content)
-            tracker_keys = [k for k in (_as_uuid(se.event.key) for se in batch if se.event is not None) if k is not None]
+            keys = {se.event.key for se in batch if se.event is not None}  # (each image has several events)
+            tracker_keys = [k for k in map(_as_uuid, keys) if k is not None]
             buffer.expected = tracker_keys
             await buffer.prefetch(tracker_keys)
         for se in batch:
@@ -262,6 +264,9 @@ class _Part:
     def begin(self, schema: str, end: int) -> asyncio.StreamWriter:
         """The schema is ready: what to project into, up to which seq; the frames follow."""
         assert self.proc.stdin is not None
+        # This process may run ahead of the part by this much (the frames of ~50,000 events)
+        # instead of the pipe's 64 KiB: neither waits for the other's slower moments.
+        self.proc.stdin.transport.set_write_buffer_limits(high=32 << 20)
         self.proc.stdin.write(json.dumps({"schema": schema, "end": end, "batch": BATCH}).encode() + b"\n")
         return self.proc.stdin
 
@@ -314,22 +319,29 @@ async def rebuild(
 ) -> RebuildResult:
     """Feed every stored event to every replayable handler into a fresh schema, then compare.
     `keep=False`: drop the schema again when the rebuild fails (the caller drops it after use)."""
-    import asyncpg
-
     names = [n for n, r in REPLAYABLE.items() if r.in_rebuild and not r.own_process]
+    # The child processes start first: their imports (~1 s) overlap with the schema's migrations.
     parts: list[_Part] = []
+    stream_reader: asyncio.subprocess.Process | None = None
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
         for n, r in REPLAYABLE.items():
             if r.in_rebuild and r.own_process:
                 parts.append(await _Part.start(n, s.database_url))
-        return await _rebuild(s, names, parts, progress=progress, keep=keep, schema=schema)
+        end = await last_seq(js)
+        stream_reader = await start_reader(s.nats_url, batch=READ_BATCH)  # reads at least up to `end`
+        return await _rebuild(s, names, parts, stream_reader, end, progress=progress, keep=keep, schema=schema)
     finally:
+        await nc.close()
         for p in parts:  # one still running (this one failed) holds its transaction in the schema
             await p.stop()
+        if stream_reader is not None and stream_reader.returncode is None:  # never read (failed before)
+            stream_reader.kill()
+            await stream_reader.wait()
 
 
-async def _rebuild(s: Settings, names: list[str], parts: list[_Part], *, progress: Progress | None, keep: bool,
-                   schema: str | None) -> RebuildResult:  # fmt: skip
+async def _rebuild(s: Settings, names: list[str], parts: list[_Part], stream_reader: asyncio.subprocess.Process,
+                   end: int, *, progress: Progress | None, keep: bool, schema: str | None) -> RebuildResult:  # fmt: skip
     import asyncpg
 
     admin = await asyncpg.connect(s.database_url)
@@ -338,11 +350,9 @@ async def _rebuild(s: Settings, names: list[str], parts: list[_Part], *, progres
     await create_rebuild_schema(s.database_url, result.schema)
     conn = await connect_schema(s.database_url, result.schema)
     pool, buffer = BatchPool(conn), ContentBuffer(conn)
-    nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
-        end = await last_seq(js)
         copies = [p.begin(result.schema, end) for p in parts]
-        chunks = read_events_in_process(s.nats_url, batch=READ_BATCH, copies=copies)
+        chunks = read_events_in_process(s.nats_url, batch=READ_BATCH, copies=copies, started=stream_reader)
         try:
             try:
                 await _feed_all(pool, buffer, _feeders(names, pool, buffer), chunks, end, result, progress)
@@ -367,7 +377,6 @@ async def _rebuild(s: Settings, names: list[str], parts: list[_Part], *, progres
             await drop_schema(admin, result.schema)
         raise
     finally:
-        await nc.close()
         await conn.close()
         await admin.close()
     return result
@@ -512,12 +521,7 @@ def _part_main() -> None:
     the original stdout (stdout itself goes to stderr, so no log line can corrupt it)."""
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    if os.environ.get("XPROF"):  # TEMP
-        import cProfile
-        pr = cProfile.Profile(); pr.enable()
     part = asyncio.run(_rebuild_part(sys.argv[1], os.environ[_PART_DATABASE_URL]))
-    if os.environ.get("XPROF"):  # TEMP
-        pr.disable(); pr.dump_stats(os.environ["XPROF"] + str(os.getpid()))
     if part is not None:
         out.write(json.dumps(part, default=str))
         out.flush()

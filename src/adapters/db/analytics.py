@@ -259,13 +259,10 @@ class BufferedAnalyticsStore(BufferedTables[_State]):
 
     def __init__(self, buffer: ContentBuffer) -> None:
         super().__init__(buffer)
-        self._pool = BatchPool(buffer.conn)
+        self._uow = _BatchUnitOfWork(BatchPool(buffer.conn))
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
-        st = await self.state()
-        async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
-            yield _BufferedAnalyticsTx(uow, self.buffer, st)
+    def transaction(self) -> "_BufferedTransaction":
+        return _BufferedTransaction(self)
 
     async def _load(self) -> _State:
         st = _State()
@@ -308,6 +305,31 @@ class BufferedAnalyticsStore(BufferedTables[_State]):
         st.dirty_sales.clear()
         st.bumps.clear()
 
+
+
+class _BatchUnitOfWork:
+    """What PostgresAnalyticsTx uses of its unit of work, inside the rebuild's batch transaction
+    (a handler's own transaction is a no-op there): the batch's connection, for the SQL paths."""
+
+    def __init__(self, pool: BatchPool) -> None:
+        self.conn = pool.conn
+
+    async def add_outbox(self, event: Envelope) -> None:
+        raise RuntimeError("a replayed projection never writes the outbox")
+
+
+class _BufferedTransaction:
+    # A plain context manager: entered once per event of the rebuild (no generator, no
+    # unit of work to open and close around a transaction that is the batch's).
+    def __init__(self, store: BufferedAnalyticsStore) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> PostgresAnalyticsTx:
+        store = self._store
+        return _BufferedAnalyticsTx(store._uow, store.buffer, await store.state())  # type: ignore[arg-type]
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 class _BufferedAnalyticsTx(PostgresAnalyticsTx):
