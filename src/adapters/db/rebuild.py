@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -310,7 +311,7 @@ class ContentBuffer:
         # with this one, so the feeding loop keeps one protocol.
         self.companions: list[BufferedTables[Any]] = []
         self.schema: str | None = None
-        self._columns: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._columns: dict[tuple[str, ...], tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
 
     async def _schema(self) -> str:
         if self.schema is None:
@@ -369,10 +370,12 @@ class ContentBuffer:
         for i in self.dirty:
             row = self.rows[i]
             assert row is not None
-            cols = columns.get(keys := tuple(row))  # rows come in a few shapes: worked out once each
-            if cols is None:
-                cols = columns[keys] = content_columns(row)
-            groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
+            shape = columns.get(keys := tuple(row))  # rows come in a few shapes: worked out once each
+            if shape is None:
+                cols = content_columns(row)
+                get = itemgetter(*cols) if len(cols) > 1 else (lambda r, c=cols[0]: (r[c],))
+                shape = columns[keys] = (cols, get)
+            groups.setdefault(shape[0], []).append(shape[1](row))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
         for other in self.companions:
