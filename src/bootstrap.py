@@ -284,6 +284,9 @@ class Replayable:
     # The events it projects, when they are not its live consumer's (chat: the inbox writes
     # its rows live together with message.sent / reply.discarded; a replay applies those).
     subjects: tuple[str, ...] | None = None
+    # True: `replay --rebuild` feeds it in a process of its own, on the other core (its tables
+    # and its rows in memory are its alone: no other projection reads or writes them).
+    own_process: bool = False
 
     def filter_subjects(self, name: str) -> tuple[str, ...]:
         return self.subjects or CONSUMERS[name].filter_subjects
@@ -426,7 +429,8 @@ REPLAYABLE: dict[str, Replayable] = {
         content=False,
         subjects=tuple(f"{t}.>" for t in _chat_projected()),
     ),
-    "analytics": Replayable(_analytics_projector, _analytics_tables(), bulk=_analytics_bulk, content=False),
+    "analytics": Replayable(_analytics_projector, _analytics_tables(), bulk=_analytics_bulk, content=False,
+                            own_process=True),
 }
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -16,7 +19,15 @@ from typing import Any
 
 import structlog
 
-from vaultline.adapters.bus.stream import StoredEvent, connect, last_seq, read_events, read_events_in_process
+from vaultline.adapters.bus.stream import (
+    StoredEvent,
+    connect,
+    last_seq,
+    read_events,
+    read_events_in_process,
+    read_frames,
+    start_reader,
+)
 from vaultline.adapters.db import create_pool
 from vaultline.adapters.db.rebuild import (
     BatchPool,
@@ -112,9 +123,11 @@ async def _feed(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder], 
     routes = _router(feeders)
 
     async def run(isolated: bool) -> None:
-        tracker_keys = [k for k in (_as_uuid(se.event.key) for se in batch if se.event is not None) if k is not None]
-        buffer.expected = tracker_keys
-        await buffer.prefetch(tracker_keys)
+        if any(f.content for f in feeders):  # (analytics alone in its process reads no content)
+            keys = {se.event.key for se in batch if se.event is not None}  # (each image has several events)
+            tracker_keys = [k for k in map(_as_uuid, keys) if k is not None]
+            buffer.expected = tracker_keys
+            await buffer.prefetch(tracker_keys)
         for se in batch:
             for f in routes(se):
                 if not isolated:
@@ -170,11 +183,11 @@ def _router(feeders: list[_Feeder]) -> Callable[[StoredEvent], list[_Feeder]]:
     return route
 
 
-async def _read_batches(url: str, end: int, out: "asyncio.Queue[list[StoredEvent] | None]",
-                        result: RebuildResult) -> None:  # fmt: skip
+async def _read_batches(chunks: AsyncIterator[list[StoredEvent]], end: int,
+                        out: "asyncio.Queue[list[StoredEvent] | None]", result: RebuildResult) -> None:  # fmt: skip
     batch: list[StoredEvent] = []
     try:
-        async with aclosing(read_events_in_process(url, batch=READ_BATCH)) as chunks:
+        async with aclosing(chunks):
             async for chunk in chunks:
                 for se in chunk:
                     if se.seq > end:
@@ -195,11 +208,144 @@ async def _read_batches(url: str, end: int, out: "asyncio.Queue[list[StoredEvent
         await out.put(None)  # also when reading failed: the feeder stops, `await reader` raises
 
 
+def _feeders(names: Sequence[str], pool: BatchPool, buffer: ContentBuffer) -> list[_Feeder]:
+    return [_Feeder(r.filter_subjects(n), r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None,
+                    r.content) for n in names for r in (REPLAYABLE[n],)]  # fmt: skip
+
+
+async def _feed_all(pool: BatchPool, buffer: ContentBuffer, feeders: list[_Feeder],
+                    chunks: AsyncIterator[list[StoredEvent]], end: int, result: RebuildResult,
+                    progress: Progress | None = None) -> None:  # fmt: skip
+    # Reading and parsing the stream overlaps with the database's work on the previous batch.
+    batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
+    reader = asyncio.create_task(_read_batches(chunks, end, batches, result))
+    # The rebuild keeps every projected row alive: Python's automatic full collections
+    # would walk them again and again (half the time at 100,000 events). The feeding makes no
+    # cyclic garbage (collecting the young generations once per batch found none at 100,000
+    # events, in ~7% of this process's time): no collection while feeding; at its end what it
+    # allocated goes to the oldest generation unwalked (freeze + unfreeze), where any cycle is
+    # collected by the next full collection.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        while (batch := await batches.get()) is not None:
+            await _feed(pool, buffer, feeders, batch, result)
+            if progress:
+                progress(batch[-1].seq, end)
+        await reader
+    finally:
+        if not reader.done():  # the feeding failed: stop the reader and its child process now
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        gc.freeze()
+        gc.unfreeze()
+        if gc_was_on:
+            gc.enable()
+
+
+_PART_DATABASE_URL = "REPLAY_PART_DATABASE_URL"
+
+
+class _Part:
+    """A projection rebuilt in its own process (Replayable.own_process), on the other core: fed
+    the same frames of the stream (read_events_in_process `copies`), with its own connection
+    and transactions into the same schema. Its result comes back as JSON at its end."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name, self.proc = name, proc
+
+    @classmethod
+    async def start(cls, name: str, database_url: str) -> "_Part":
+        """Started before the schema exists: its imports (~1 s) overlap with the migrations."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vaultline.entrypoints.replay", name,
+            # The URL may carry a password: in the environment, not on a command line.
+            env={**os.environ, _PART_DATABASE_URL: database_url},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(name, proc)
+
+    def begin(self, schema: str, end: int) -> asyncio.StreamWriter:
+        """The schema is ready: what to project into, up to which seq; the frames follow."""
+        assert self.proc.stdin is not None
+        # This process may run ahead of the part by this much (the frames of ~50,000 events)
+        # instead of the pipe's 64 KiB: neither waits for the other's slower moments.
+        self.proc.stdin.transport.set_write_buffer_limits(high=32 << 20)
+        self.proc.stdin.write(json.dumps({"schema": schema, "end": end, "batch": BATCH}).encode() + b"\n")
+        return self.proc.stdin
+
+    def failed(self) -> RuntimeError:
+        return RuntimeError(f"the {self.name} projection's rebuild process failed (exit {self.proc.returncode})")
+
+    async def finish(self, result: RebuildResult) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        out = await self.proc.stdout.read()
+        if await self.proc.wait() != 0 or not out:
+            raise self.failed()
+        part = json.loads(out)
+        result.applied += part["applied"]
+        result.failed += part["failed"]
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        await self.proc.wait()
+
+
+async def _rebuild_part(name: str, database_url: str) -> dict[str, Any] | None:
+    """The child of _Part: one projection fed the frames on stdin, after a line saying where."""
+    global BATCH
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb"))
+    line = await stdin.readline()
+    if not line:
+        return None  # the parent stopped before the schema was ready
+    where = json.loads(line)
+    BATCH = where["batch"]
+    conn = await connect_schema(database_url, where["schema"])
+    pool, buffer = BatchPool(conn), ContentBuffer(conn)
+    result = RebuildResult(schema=where["schema"], live="")
+    try:
+        await _feed_all(pool, buffer, _feeders([name], pool, buffer), read_frames(stdin), where["end"], result)
+    finally:
+        await conn.close()
+    # Unreadable events are the parent's to report (it reads the same ones).
+    return {"applied": result.applied, "failed": [f for f in result.failed if f["type"] is not None]}
+
+
 async def rebuild(
     s: Settings, *, progress: Progress | None = None, keep: bool = True, schema: str | None = None
 ) -> RebuildResult:
     """Feed every stored event to every replayable handler into a fresh schema, then compare.
     `keep=False`: drop the schema again when the rebuild fails (the caller drops it after use)."""
+    names = [n for n, r in REPLAYABLE.items() if r.in_rebuild and not r.own_process]
+    # The child processes start first: their imports (~1 s) overlap with the schema's migrations.
+    parts: list[_Part] = []
+    stream_reader: asyncio.subprocess.Process | None = None
+    nc, js = await connect(s.nats_url, name="vaultline-replay")
+    try:
+        for n, r in REPLAYABLE.items():
+            if r.in_rebuild and r.own_process:
+                parts.append(await _Part.start(n, s.database_url))
+        end = await last_seq(js)
+        stream_reader = await start_reader(s.nats_url, batch=READ_BATCH)  # reads at least up to `end`
+        return await _rebuild(s, names, parts, stream_reader, end, progress=progress, keep=keep, schema=schema)
+    finally:
+        await nc.close()
+        for p in parts:  # one still running (this one failed) holds its transaction in the schema
+            await p.stop()
+        if stream_reader is not None and stream_reader.returncode is None:  # never read (failed before)
+            stream_reader.kill()
+            await stream_reader.wait()
+
+
+async def _rebuild(s: Settings, names: list[str], parts: list[_Part], stream_reader: asyncio.subprocess.Process,
+                   end: int, *, progress: Progress | None, keep: bool, schema: str | None) -> RebuildResult:  # fmt: skip
     import asyncpg
 
     admin = await asyncpg.connect(s.database_url)
@@ -208,32 +354,23 @@ async def rebuild(
     await create_rebuild_schema(s.database_url, result.schema)
     conn = await connect_schema(s.database_url, result.schema)
     pool, buffer = BatchPool(conn), ContentBuffer(conn)
-    feeders = [_Feeder(r.filter_subjects(name), r.bulk(buffer) if r.bulk else r.projector(pool), r.bulk is not None,
-                       r.content) for name, r in REPLAYABLE.items() if r.in_rebuild]  # fmt: skip
-    nc, js = await connect(s.nats_url, name="vaultline-replay")
     try:
-        end = await last_seq(js)
-        # Reading and parsing the stream overlaps with the database's work on the previous batch.
-        batches: asyncio.Queue[list[StoredEvent] | None] = asyncio.Queue(maxsize=4)
-        reader = asyncio.create_task(_read_batches(s.nats_url, end, batches, result))
-        # The rebuild keeps every projected row alive: Python's automatic full collections
-        # would walk them again and again (half the time at 100,000 events). Only the young
-        # generations are collected, once per batch: what the batch allocated.
-        gc_was_on = gc.isenabled()
-        gc.disable()
+        copies = [p.begin(result.schema, end) for p in parts]
+        chunks = read_events_in_process(s.nats_url, batch=READ_BATCH, copies=copies, started=stream_reader)
         try:
-            while (batch := await batches.get()) is not None:
-                await _feed(pool, buffer, feeders, batch, result)
-                gc.collect(1)
-                if progress:
-                    progress(batch[-1].seq, end)
-            await reader
+            try:
+                await _feed_all(pool, buffer, _feeders(names, pool, buffer), chunks, end, result, progress)
+            except (BrokenPipeError, ConnectionResetError):
+                for p in parts:  # a part stopped reading: it failed
+                    if p.proc.returncode is not None or await _exited(p.proc):
+                        raise p.failed() from None
+                raise
+            for p in parts:
+                await p.finish(result)
+            result.failed.sort(key=lambda f: f["seq"])  # the parts' failures among this process's
         finally:
-            if not reader.done():  # the feeding failed: stop the reader and its child process now
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-            if gc_was_on:
-                gc.enable()
+            for p in parts:  # stopped before the schema may be dropped: it holds a transaction there
+                await p.stop()
         if progress:
             progress(max(end, result.events), max(end, result.events))
         for r in REPLAYABLE.values():
@@ -244,10 +381,17 @@ async def rebuild(
             await drop_schema(admin, result.schema)
         raise
     finally:
-        await nc.close()
         await conn.close()
         await admin.close()
     return result
+
+
+async def _exited(proc: asyncio.subprocess.Process, within: float = 5.0) -> bool:
+    try:
+        await asyncio.wait_for(proc.wait(), within)
+        return True
+    except asyncio.TimeoutError:
+        return False
 
 
 async def compare(s: Settings, rebuilt: str) -> dict[str, TableDiff]:
@@ -374,3 +518,18 @@ def causes(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
         else:
             out[r["event_id"]] = f"{uuid.UUID(cause)!s:.8} (another key)"
     return out
+
+
+def _part_main() -> None:
+    """`python -m vaultline.entrypoints.replay NAME` (started by _Part): the result as JSON on
+    the original stdout (stdout itself goes to stderr, so no log line can corrupt it)."""
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    part = asyncio.run(_rebuild_part(sys.argv[1], os.environ[_PART_DATABASE_URL]))
+    if part is not None:
+        out.write(json.dumps(part, default=str))
+        out.flush()
+
+
+if __name__ == "__main__":
+    _part_main()

@@ -12,7 +12,16 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 # Fixed forever: changing it would change every derived id.
 NAMESPACE = uuid.UUID("6f3c1a52-8a0e-4f4c-9d7e-3a1b5c2d9e10")
@@ -458,6 +467,30 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Envelope:
         raise InvalidEvent(str(e)) from e
 
 
+# The Envelope with its payload's model in place of Any, per type: the payload is validated in
+# the same pass as the envelope instead of a second time from a dict (parse_stored_event).
+_TYPED_ENVELOPES: dict[str, type[Envelope]] = {
+    t: create_model(f"Envelope_{t.replace('.', '_')}", __base__=Envelope, payload=(m, ...)) for t, m in PAYLOADS.items()
+}
+
+
+def parse_stored_event(data: bytes, type_: str) -> Envelope:
+    """parse_event for a body whose type is known ahead (a stored event's subject starts with
+    it; `replay --rebuild` parses every event of the stream): the same checks, ~a third less
+    work. Anything else (another type in the body, an invalid body) goes through parse_event,
+    so the result and the error are parse_event's."""
+    typed = _TYPED_ENVELOPES.get(type_)
+    if typed is not None:
+        try:
+            event = typed.model_validate_json(data)
+        except ValidationError:
+            pass
+        else:
+            if event.type == type_:
+                return event
+    return parse_event(data)
+
+
 __all__ = [
     "CROP_MODES",
     "NAMESPACE",
@@ -496,6 +529,7 @@ __all__ = [
     "derived_id",
     "new_event",
     "parse_event",
+    "parse_stored_event",
     "subject_for",
     "utcnow",
 ]

@@ -187,6 +187,53 @@ async def test_an_event_a_handler_refuses_is_reported_and_the_rest_of_its_batch_
     assert {d["kind"] for d in t.differences} == {"only_rebuilt"}
 
 
+def _child_pids(marker: bytes) -> list[int]:
+    """This process's children whose command line contains `marker`."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(os.getpid()):
+                if marker in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_a_projection_rebuilt_in_its_own_process_that_dies_fails_the_rebuild_and_leaves_no_schema(
+        settings, js, pool, monkeypatch):  # fmt: skip
+    """Analytics is rebuilt in a child process (Replayable.own_process): when that process dies,
+    the rebuild fails naming it, nothing is compared, and keep=False drops the schema."""
+    import os
+    import signal
+
+    from vaultline.adapters.bus.provision import provision
+
+    await provision(js)
+    events, _ = image_events(10)
+    for e in events:
+        await js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)})
+    # Batches of 4: after the first one, the end of the stream has not been handed to the child
+    # yet (the feeding queue holds 4 batches), so it is still running when it is killed.
+    monkeypatch.setattr(replay, "BATCH", 4)
+    killed: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not killed:
+            killed.extend(_child_pids(b"vaultline.entrypoints.replay"))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    before = {r["nspname"] for r in await pool.fetch("SELECT nspname FROM pg_namespace")}
+    with pytest.raises(RuntimeError, match="analytics projection's rebuild process failed"):
+        await replay.rebuild(settings, progress=progress, keep=False)
+    assert len(killed) == 1
+    assert {r["nspname"] for r in await pool.fetch("SELECT nspname FROM pg_namespace")} == before
+
+
 async def test_every_table_is_either_rebuilt_from_events_or_listed_as_not_compared(pool):
     """A new migration's table must be classified: a projection in bootstrap.REPLAYABLE, or in
     adapters/db/rebuild.py NOT_COMPARED with the reason."""

@@ -16,12 +16,13 @@ from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from vaultline.adapters.bus.topology import EVENTS_STREAM
-from vaultline.events import Envelope, InvalidEvent, parse_event
+from vaultline.events import Envelope, InvalidEvent, parse_event, parse_stored_event
 from vaultline.handlers.dlq import OriginalMessage
 
 
@@ -151,17 +152,34 @@ async def read_events(
             pass
 
 
+# One message as _pull_batches hands it on: stream seq, stored-at (µs since the epoch), subject, body.
+_Raw = tuple[int, int, bytes, bytes]
+
+
+def _raw(subject: bytes, reply: bytes, data: bytes) -> _Raw:
+    """The stream seq and stored time from a JetStream delivery's reply subject, as nats-py's
+    Msg.metadata reads them (the same tokens, the same float time), without building a Msg."""
+    tokens = Msg.Metadata._get_metadata_fields(reply.decode())
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        seq, ns = tokens[5], tokens[7]
+    else:  # with domain and account hash
+        seq, ns = tokens[Msg.Ack.StreamSeq], tokens[Msg.Ack.Timestamp]
+    at = datetime.fromtimestamp(int(ns) / 1_000_000_000.0, timezone.utc)
+    return int(seq), (at - _EPOCH) // _US, subject, data
+
+
 async def _pull_batches(
     nc: NATS, js: JetStreamContext, *, stream: str = EVENTS_STREAM, batch: int = 1000, ahead: int = 3,
     idle: float = 10.0,
-) -> AsyncIterator[list[nats.aio.msg.Msg]]:
+) -> AsyncIterator[list[_Raw]]:
     """Every message stored when called (and any stored since, up to the count then), in stream
     order, in lists of up to `batch`: for reading the whole stream fast (read_events_in_process).
 
     read_events' `fetch` waits for each message on its own (a task and a timer per message);
     here `ahead` pull requests are kept open on an ephemeral no-ack consumer and the messages
-    are collected by the subscription's callback as they arrive, so the server keeps sending
-    while the caller works on the previous list."""
+    are taken as the protocol parser hands them over (nats-py's Msg, its headers and its
+    metadata objects are never built: that was most of this process's time), so the server
+    keeps sending while the caller works on the previous list."""
     cfg = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0)
     ci = await js.add_consumer(stream, cfg)
     left = ci.num_pending  # what is stored now; a message stored later may come along, never counted
@@ -169,23 +187,32 @@ async def _pull_batches(
         await _delete_consumer(js, stream, ci.name)
         return
     total = left
-    ready: asyncio.Queue[list[nats.aio.msg.Msg] | None] = asyncio.Queue()
-    got: list[nats.aio.msg.Msg] = []
+    ready: asyncio.Queue[list[_Raw] | None] = asyncio.Queue()
+    got: list[_Raw] = []
     asked = received = 0
 
-    async def arrived(msg: nats.aio.msg.Msg) -> None:
+    def arrived(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         nonlocal got, received
-        if not msg.data and msg.headers and msg.headers.get("Status"):
+        if not data and headers and headers.startswith(b"NATS/1.0 "):  # a status line, e.g. 408
             ready.put_nowait(None)  # a request ended short (expired): the reader looks again
             return
-        got.append(msg)
+        got.append(_raw(subject, reply, data))
         received += 1
         if len(got) >= batch or received == total:
             ready.put_nowait(got)
             got = []
 
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=arrived, pending_msgs_limit=batch * (ahead + 2))
+    sub = await nc.subscribe(inbox, pending_msgs_limit=batch * (ahead + 2))
+    sid = sub._id
+    process_msg = nc._process_msg
+
+    async def deliver(s: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        if s != sid:
+            return await process_msg(s, subject, reply, data, headers)
+        arrived(subject, reply, data, headers)
+
+    nc._process_msg = deliver  # type: ignore[method-assign]  # the parser's hand-over, this connection only
     next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{ci.name}"
 
     async def ask() -> None:
@@ -215,6 +242,7 @@ async def _pull_batches(
                 await ask()
             yield msgs
     finally:
+        nc._process_msg = process_msg  # type: ignore[method-assign]
         await sub.unsubscribe()
         await _delete_consumer(js, stream, ci.name)
 
@@ -246,26 +274,43 @@ _US = timedelta(microseconds=1)
 _READER_URL = "REPLAY_READER_NATS_URL"
 
 
-async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterator[list[StoredEvent]]:
-    """Every event stored when called, in stream order, in lists of up to `batch` (`replay
-    --rebuild`), with the NATS side (protocol, headers, metadata: ~half the cost of
-    reading an event in nats-py) done by a child process on the other core; this process only
-    splits the child's frames and validates the events. A child that fails raises here."""
-    proc = await asyncio.create_subprocess_exec(
+async def start_reader(url: str, *, batch: int = 1000) -> asyncio.subprocess.Process:
+    """The child process of read_events_in_process, started ahead (`replay --rebuild` starts it
+    before its schema's migrations, which its imports overlap). It reads what is stored when it
+    has started; the caller kills it if it never reads it."""
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vaultline.adapters.bus.stream", str(batch),
         # The URL may carry a password: in the environment, not on a command line anyone can read.
         env={**os.environ, _READER_URL: url}, stdout=asyncio.subprocess.PIPE, limit=1 << 22,
     )  # fmt: skip
+
+
+async def read_events_in_process(
+    url: str, *, batch: int = 1000, copies: Sequence[asyncio.StreamWriter] = (),
+    started: asyncio.subprocess.Process | None = None,
+) -> AsyncIterator[list[StoredEvent]]:
+    """Every event stored when called (or when `started` = start_reader started), in stream
+    order, in lists of up to `batch` (`replay --rebuild`), with the NATS side (protocol,
+    headers, metadata: ~half the cost of reading an event in nats-py) done by a child process
+    on the other core; this process only splits the child's frames and validates the events.
+    A child that fails raises here. `copies`: the child's frames, unchanged, are also written
+    to each (read_frames reads them: a projection rebuilt in another process)."""
+    proc = started or await start_reader(url, batch=batch)
     assert proc.stdout is not None
     try:
         while True:
             try:
-                (n,) = _LEN.unpack(await proc.stdout.readexactly(_LEN.size))
-                if n == 0:
-                    break
-                blob = await proc.stdout.readexactly(n)
+                head = await proc.stdout.readexactly(_LEN.size)
+                (n,) = _LEN.unpack(head)
+                blob = await proc.stdout.readexactly(n) if n else b""
             except asyncio.IncompleteReadError:
                 raise RuntimeError(f"the stream reader process stopped (exit {await proc.wait()})") from None
+            for w in copies:
+                w.write(head)
+                w.write(blob)
+                await w.drain()
+            if n == 0:
+                break
             yield _unframe(blob)
         if await proc.wait() != 0:
             raise RuntimeError(f"the stream reader process failed (exit {proc.returncode})")
@@ -278,6 +323,20 @@ async def read_events_in_process(url: str, *, batch: int = 1000) -> AsyncIterato
         await proc.wait()
 
 
+async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[StoredEvent]]:
+    """The lists of events read_events_in_process copied to a pipe (`copies`), up to its end
+    mark; a pipe that ends before it raises (the copying process stopped)."""
+    while True:
+        try:
+            (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+            if n == 0:
+                return
+            blob = await reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise RuntimeError("the events' pipe ended before the last event") from None
+        yield _unframe(blob)
+
+
 def _unframe(blob: bytes) -> list[StoredEvent]:
     out: list[StoredEvent] = []
     off, end, size, unpack = 0, len(blob), _FRAME.size, _FRAME.unpack_from
@@ -288,8 +347,8 @@ def _unframe(blob: bytes) -> list[StoredEvent]:
         off += ls
         data = blob[off : off + ld]
         off += ld
-        try:
-            event, error = parse_event(data), None
+        try:  # a subject is `{type}.{creator}.{key}`, a type two tokens
+            event, error = parse_stored_event(data, subject.rsplit(".", 2)[0]), None
         except InvalidEvent as e:
             event, error = None, str(e).splitlines()[0]
         out.append(StoredEvent(seq, subject, _EPOCH + us * _US, event, data, error))
@@ -306,11 +365,9 @@ async def _serve_frames(url: str, batch: int) -> None:
         async with aclosing(_pull_batches(nc, js, batch=batch)) as lists:
             async for msgs in lists:
                 parts: list[bytes] = []
-                for m in msgs:
-                    meta, subject = m.metadata, m.subject.encode()
-                    at = meta.timestamp
-                    parts += [_FRAME.pack(meta.sequence.stream, (at - _EPOCH) // _US if at else 0, len(subject),
-                                          len(m.data)), subject, m.data]  # fmt: skip
+                pack = _FRAME.pack
+                for seq, us, subject, data in msgs:
+                    parts += [pack(seq, us, len(subject), len(data)), subject, data]
                 body = b"".join(parts)
                 out.write(_LEN.pack(len(body)) + body)
                 out.flush()

@@ -212,10 +212,14 @@ class _State:
         self.new_sends: list[tuple[Any, ...]] = []
         self.new_messages: list[tuple[Any, ...]] = []
         self.dirty_sales: set[tuple[str, str]] = set()
+        # analytics_daily increments summed per (creator, day) until the flush: one statement
+        # per day and batch, not one per event updating the same rows again and again.
+        self.bumps: defaultdict[tuple[str, date], defaultdict[tuple[str, str], int]] = defaultdict(
+            lambda: defaultdict(int))
 
     @property
     def dirty(self) -> bool:
-        return bool(self.dirty_content or self.new_sends or self.new_messages or self.dirty_sales)
+        return bool(self.dirty_content or self.new_sends or self.new_messages or self.dirty_sales or self.bumps)
 
     def add_sale(self, row: dict[str, Any]) -> None:
         self.sales[(row["creator"], row["dedupe_key"])] = row
@@ -255,13 +259,10 @@ class BufferedAnalyticsStore(BufferedTables[_State]):
 
     def __init__(self, buffer: ContentBuffer) -> None:
         super().__init__(buffer)
-        self._pool = BatchPool(buffer.conn)
+        self._uow = _BatchUnitOfWork(BatchPool(buffer.conn))
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresAnalyticsTx]:
-        st = await self.state()
-        async with PostgresUnitOfWork(self._pool) as uow:  # type: ignore[arg-type]
-            yield _BufferedAnalyticsTx(uow, self.buffer, st)
+    def transaction(self) -> "_BufferedTransaction":
+        return _BufferedTransaction(self)
 
     async def _load(self) -> _State:
         st = _State()
@@ -291,11 +292,44 @@ class BufferedAnalyticsStore(BufferedTables[_State]):
         if st.dirty_sales:
             await self.conn.executemany(
                 _SALE_UPSERT, [tuple(st.sales[k][c] for c in _SALE_COLUMNS) for k in st.dirty_sales])
+        if st.bumps:
+            # A sum of 0 still writes its row, as the per-event increments did (+1 then -1 = 0).
+            args = []
+            for (creator, day), counts in st.bumps.items():
+                items = sorted((m, d, v) for (m, d), v in counts.items())
+                args.append((creator, day, [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]))
+            await self.conn.executemany(_BUMP, args)
         st.dirty_content.clear()
         st.new_sends = []
         st.new_messages = []
         st.dirty_sales.clear()
+        st.bumps.clear()
 
+
+
+class _BatchUnitOfWork:
+    """What PostgresAnalyticsTx uses of its unit of work, inside the rebuild's batch transaction
+    (a handler's own transaction is a no-op there): the batch's connection, for the SQL paths."""
+
+    def __init__(self, pool: BatchPool) -> None:
+        self.conn = pool.conn
+
+    async def add_outbox(self, event: Envelope) -> None:
+        raise RuntimeError("a replayed projection never writes the outbox")
+
+
+class _BufferedTransaction:
+    # A plain context manager: entered once per event of the rebuild (no generator, no
+    # unit of work to open and close around a transaction that is the batch's).
+    def __init__(self, store: BufferedAnalyticsStore) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> PostgresAnalyticsTx:
+        store = self._store
+        return _BufferedAnalyticsTx(store._uow, store.buffer, await store.state())  # type: ignore[arg-type]
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 class _BufferedAnalyticsTx(PostgresAnalyticsTx):
@@ -310,9 +344,12 @@ class _BufferedAnalyticsTx(PostgresAnalyticsTx):
         return self._buffer.first_time(handler, event_id, stream_seq)
 
     async def bump(self, creator: str, day: date, counts: Counts) -> None:
-        args = _bump_args(creator, day, counts)
-        if args:
-            self._buffer.defer(_BUMP, args)  # increments commute with every other write
+        summed = None
+        for k, v in counts.items():
+            if v:  # as _bump_args: a zero is no increment
+                if summed is None:
+                    summed = self.st.bumps[(creator, day)]  # increments commute with every other write
+                summed[k] += v
 
     def _content_row(self, creator: str, content_id: uuid.UUID) -> dict[str, Any]:
         k = (creator, content_id)

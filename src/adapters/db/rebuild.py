@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -311,6 +312,7 @@ class ContentBuffer:
         # with this one, so the feeding loop keeps one protocol.
         self.companions: list[BufferedTables[Any]] = []
         self.schema: str | None = None
+        self._columns: dict[tuple[str, ...], tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
 
     async def _schema(self) -> str:
         if self.schema is None:
@@ -321,18 +323,24 @@ class ContentBuffer:
         return _BufferedUnitOfWork(self)
 
     def commit(self, staged: dict[Any, dict[str, Any]], processed: list[tuple[str, Any, int | None]]) -> None:
-        self.rows.update(staged)
-        self.dirty.update(staged)
-        self.processed += processed
-        self.done.update((h, e) for h, e, _ in processed)
-        self.batch_done += [(h, e) for h, e, _ in processed]
+        if staged:
+            self.rows.update(staged)
+            self.dirty.update(staged)
+        for p in processed:  # (one per event)
+            self.processed.append(p)
+            key = (p[0], p[1])
+            self.done.add(key)
+            self.batch_done.append(key)
 
     def first_time(self, handler: str, event_id: Any, stream_seq: int | None = None) -> bool:
         """processed_events for a bulk projector outside the tracker's unit of work (written by
         flush, forgotten by discard_pending / rollback)."""
-        if (handler, event_id) in self.done:
+        key = (handler, event_id)
+        if key in self.done:
             return False
-        self.commit({}, [(handler, event_id, stream_seq)])
+        self.processed.append((handler, event_id, stream_seq))  # as commit({}, [...]), once per event
+        self.done.add(key)
+        self.batch_done.append(key)
         return True
 
     def defer(self, sql: str, args: tuple[Any, ...]) -> None:
@@ -359,11 +367,16 @@ class ContentBuffer:
 
     async def flush(self) -> None:
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        columns = self._columns
         for i in self.dirty:
             row = self.rows[i]
             assert row is not None
-            cols = content_columns(row)
-            groups.setdefault(cols, []).append(tuple(row[c] for c in cols))
+            shape = columns.get(keys := tuple(row))  # rows come in a few shapes: worked out once each
+            if shape is None:
+                cols = content_columns(row)
+                get = itemgetter(*cols) if len(cols) > 1 else (lambda r, c=cols[0]: (r[c],))
+                shape = columns[keys] = (cols, get)
+            groups.setdefault(shape[0], []).append(shape[1](row))
         for cols, values in groups.items():
             await self.conn.executemany(content_upsert_sql(cols), values)  # pipelined: one round trip
         for other in self.companions:
