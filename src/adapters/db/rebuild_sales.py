@@ -51,6 +51,11 @@ _SALES_SQL = _upsert_sql("sales", SALE_COLUMNS, ("id",))
 _KEYS_SQL = "INSERT INTO sale_keys (creator, dedupe_key, sale_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
 
 
+def _window(at: datetime) -> int:
+    """Which SALE_MATCH_WINDOW-long slice of time `at` falls in (sales_by_fan's last key)."""
+    return int(at.timestamp() // rules.SALE_MATCH_WINDOW.total_seconds())
+
+
 def _least(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else min(a, b)
 
@@ -97,8 +102,8 @@ class _State:
         for c in ("route_uuid", "message_uuid", "post_uuid", "matched_message_uuid"):
             if row[c] is not None:
                 self.sales_by_id[(*cp, row[c])].add(row["id"])
-        if row["fan_id"] is not None:
-            self.sales_by_fan[(*cp, row["fan_id"], row["gross_cents"])].add(row["id"])
+        if row["fan_id"] is not None:  # by window too: a fan buying at one price often has many
+            self.sales_by_fan[(*cp, row["fan_id"], row["gross_cents"], _window(row["occurred_at"]))].add(row["id"])
 
     @property
     def dirty(self) -> bool:
@@ -167,9 +172,10 @@ class BufferedSalesTx:
         maybe: set[uuid.UUID] = set()
         for i in ids:
             maybe |= st.sales_by_id.get((creator, platform, i), set())
-        if report.fan_id is not None:
-            maybe |= st.sales_by_fan.get((creator, platform, report.fan_id, report.gross_cents), set())
         lo, hi = report.sold_at - rules.SALE_MATCH_WINDOW, report.sold_at + rules.SALE_MATCH_WINDOW
+        if report.fan_id is not None:
+            for w in range(_window(lo), _window(hi) + 1):
+                maybe |= st.sales_by_fan.get((creator, platform, report.fan_id, report.gross_cents, w), set())
 
         def hit(r: dict[str, Any]) -> bool:  # PostgresSalesTx.candidate_sales's WHERE
             if r["creator"] != creator or r["platform"] != platform:
