@@ -35,6 +35,7 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._deaf = False  # the last attempt to listen failed
+        self._failing = False  # the last pass failed
 
     async def publish_pending(self) -> int:
         """One pass: publish up to `batch` unpublished rows in id order; returns how many."""
@@ -90,14 +91,21 @@ class OutboxRelay:
             while not stop.is_set():
                 if listener is None or not _alive(listener):
                     listener = await self._listen(listener)
+                # Cleared before the pass: a NOTIFY that arrives during it wakes the next wait.
+                self._wake.clear()
                 try:
                     n = await self.publish_pending()
                 except Exception:
-                    log.exception("outbox relay pass failed")
+                    if not self._failing:  # once per outage, with the traceback
+                        log.exception("outbox relay pass failed; retrying")
+                    self._failing = True
                     n = 0
+                else:
+                    if self._failing:
+                        log.info("outbox relay passes work again")
+                    self._failing = False
                 if n:
                     continue
-                self._wake.clear()
                 listening = listener is not None and _alive(listener)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(_first(self._wake.wait(), stop.wait()),
@@ -112,20 +120,25 @@ class OutboxRelay:
         if lost is not None:
             await self._unlisten(lost)
             log.warning("outbox relay lost its listening connection; listening again")
-        conn: asyncpg.Connection | None = None
         try:
             conn = await self._pool.acquire()
+        except Exception as e:
+            return self._cannot_listen(e)
+        try:
             await conn.add_listener(CHANNEL, self._on_notify)
             conn.add_termination_listener(self._on_notify)  # lost: wake the loop to listen again
-            self._deaf = False
-            return conn
         except Exception as e:
-            if not self._deaf:  # once per outage, not every RELISTEN_S
-                log.warning("outbox relay cannot listen now; polling", error=repr(e), retry_in_s=RELISTEN_S)
-            self._deaf = True
-            if conn is not None:
-                await self._unlisten(conn)
-            return None
+            if _alive(conn):
+                conn.terminate()  # half set up, or dying with PostgreSQL: not back into the pool
+            await self._pool.release(conn)  # a no-op once terminated
+            return self._cannot_listen(e)
+        self._deaf = False
+        return conn
+
+    def _cannot_listen(self, error: Exception) -> None:
+        if not self._deaf:  # once per outage, not every RELISTEN_S
+            log.warning("outbox relay cannot listen now; polling", error=repr(error), retry_in_s=RELISTEN_S)
+        self._deaf = True
 
     async def _unlisten(self, conn: asyncpg.Connection) -> None:
         """Give the listening connection back to the pool, not listening (the pool's reset does

@@ -304,6 +304,7 @@ async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, p
     poll (30 s here, longer than this test waits)."""
     import asyncio
 
+    from tests.integration.test_db_pool import LISTENING
     from vaultline.adapters.db import create_pool, migrate
     from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
@@ -319,6 +320,12 @@ async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, p
         stop = asyncio.Event()
         relay = asyncio.ensure_future(OutboxRelay(pool, JetStreamPublisher(broker), poll_s=30).run(stop))
 
+        async def listening() -> bool:
+            try:
+                return bool(await pool.fetchval(LISTENING))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return False  # still starting up
+
         async def committed_and_published(event: Envelope) -> None:
             async def insert() -> bool:
                 try:
@@ -328,7 +335,9 @@ async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, p
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     return False  # still starting up
 
-            await wait_until(insert, timeout=20, interval=0.1, what="PostgreSQL to take the row")
+            # Listening (while it could not, it polled every 0.5 s: that would publish the row too).
+            await wait_until(listening, timeout=20, interval=0.1, what="the relay listening")
+            await wait_until(insert, timeout=10, interval=0.1, what="PostgreSQL to take the row")
             await wait_until(lambda: pool.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", event.event_id),
                              timeout=10, what=f"{event.event_id} published on its NOTIFY")  # fmt: skip
 

@@ -17,6 +17,10 @@ from vaultline.events import new_event
 
 pytestmark = pytest.mark.integration
 
+# A session whose last statement was the relay's LISTEN (its connection runs nothing else).
+LISTENING = """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND query LIKE 'LISTEN %vaultline_outbox%'"""
+
 
 async def on_every_connection(pool, sql: str) -> list:
     """`sql` on each of the pool's connections (all held at once, so each is a different one)."""
@@ -56,10 +60,11 @@ async def test_the_relay_stops_listening_before_its_connection_goes_back(setting
     stop = asyncio.Event()
     relay = asyncio.ensure_future(OutboxRelay(pool, JetStreamPublisher(broker), poll_s=30).run(stop))
     try:
+        await wait_until(lambda: pool.fetchval(LISTENING), what="the relay listening")
         event = new_event("image.approved", creator="elena", key=uuid.uuid4(), payload={"vault": "feed"})
         await pool.execute("INSERT INTO outbox(event_id, subject, body) VALUES ($1, $2, $3)",
                            event.event_id, event.subject, event.to_json())  # fmt: skip
-        # Published long before the 30 s poll: it was listening.
+        # Published long before the 30 s poll: woken by its NOTIFY.
         await wait_until(lambda: pool.fetchval("SELECT published_at FROM outbox WHERE event_id = $1", event.event_id),
                          timeout=10, what="the relay woken by NOTIFY")  # fmt: skip
     finally:

@@ -216,9 +216,11 @@ async def test_a_projection_rebuilt_in_its_own_process_that_dies_fails_the_rebui
     events, _ = image_events(10)
     for e in events:
         await js.publish(e.subject, e.to_json(), headers={"Nats-Msg-Id": str(e.event_id)})
-    # Batches of 4: after the first one, the end of the stream has not been handed to the child
-    # yet (the feeding queue holds 4 batches), so it is still running when it is killed.
+    # Read and fed in lists of 4 (40 events): at the first progress call the end of the stream has
+    # not been handed to the child yet (it gets the reader's lists as this process reads them, at
+    # most 4 batches ahead), so it is still running when it is killed.
     monkeypatch.setattr(replay, "BATCH", 4)
+    monkeypatch.setattr(replay, "READ_BATCH", 4)
     killed: list[int] = []
 
     def progress(done: int, total: int) -> None:

@@ -194,6 +194,28 @@ async def test_two_reservations_at_the_same_moment_are_serialised_by_the_fans_ve
     assert await pool.fetchval("SELECT version FROM send_guard_versions WHERE fan_id = 'fan-1'") == 2
 
 
+async def test_a_send_recorded_from_the_stream_moves_the_fans_version_too(pool):
+    """The sales handler records a media.sent it had no row for (a send made elsewhere) while
+    a check is between its read and its reservation: the reservation inserts nothing."""
+    from datetime import datetime, timezone
+
+    from vaultline.adapters.db.sales import PostgresSalesStore
+    from vaultline.events import new_event
+
+    first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
+    sent = new_event("media.sent", creator="elena", key=first, occurred_at=datetime.now(timezone.utc), payload={
+        "platform": "local", "fan_id": "fan-1", "content_id": first, "message_uuid": "m-elsewhere",
+        "price_cents": 999, "sent_by": "ann"})  # fmt: skip
+    async with PostgresSendStore(pool).for_fan("elena", "local", "fan-1") as tx:
+        assert await tx.history() == []
+        async with PostgresSalesStore(pool).transaction() as sales_tx:
+            await sales_tx.record_send(sent, sent.payload)
+        with pytest.raises(sends.HistoryChanged):
+            await tx.reserve([new_send(copy)])
+        [c] = await tx.contents("elena", [copy])
+        assert rules.guard([rules.Candidate(copy, c.phash)], await tx.history())  # refused now
+
+
 async def test_a_check_holds_nothing_and_a_reservation_without_a_read_reads_the_version_first(pool):
     store, cid, other = PostgresSendStore(pool), await uploaded(pool), await uploaded(pool)
     with pytest.raises(Conflict):

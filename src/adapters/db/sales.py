@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from vaultline.adapters.db import PostgresUnitOfWork
-from vaultline.adapters.db.sends import upsert_fan
+from vaultline.adapters.db.sends import BUMP_VERSION_SQL, upsert_fan
 from vaultline.domain import sends as rules
 from vaultline.domain.retry import TransientError
 from vaultline.domain.similarity import NEAR_DUPLICATE_DISTANCE
@@ -77,6 +77,7 @@ class PostgresSalesTx:
             event.creator, p.platform, p.fan_id, media, p.message_uuid, p.price_cents, p.text, generation,
             p.forced, p.reason, p.sent_by, event.occurred_at,
         )  # fmt: skip
+        await self.conn.execute(BUMP_VERSION_SQL, event.creator, p.platform, p.fan_id)  # a send the guard must see
 
     async def sale_for_key(self, creator: str, dedupe_key: str) -> uuid.UUID | None:
         return await self.conn.fetchval("SELECT sale_id FROM sale_keys WHERE creator = $1 AND dedupe_key = $2", creator, dedupe_key)

@@ -41,6 +41,11 @@ SELECT r.id, r.attempt_id, r.content_id, $1, $2, $3, r.media_uuid, r.price_cents
 FROM version, unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::integer[], $9::text[], $10::integer[],
                      $11::boolean[], $12::text[], $13::text[])
      AS r(id, attempt_id, content_id, media_uuid, price_cents, text, generation, forced, reason, sent_by)"""
+# Every other insert of a live send row moves the fan's version too, in its own transaction, so
+# a check that read before it cannot reserve against a history without it.
+BUMP_VERSION_SQL = """
+INSERT INTO send_guard_versions AS g (creator, platform, fan_id, version) VALUES ($1, $2, $3, 1)
+ON CONFLICT (creator, platform, fan_id) DO UPDATE SET version = g.version + 1"""
 
 
 def prior(row: asyncpg.Record | tuple) -> PriorSend:

@@ -87,8 +87,10 @@ class PostgresUploadStore:
                 elif got:
                     try:
                         await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
-                    except BaseException:
-                        conn.terminate()  # the lock ends with the session
+                    except Exception:
+                        conn.terminate()  # the lock ends with the session; the run's own outcome stands
+                    except BaseException:  # cancelled mid-unlock: the same, and the cancellation goes on
+                        conn.terminate()
                         raise
             finally:
                 await self._pool.release(conn)
