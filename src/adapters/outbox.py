@@ -18,6 +18,7 @@ import asyncpg
 import structlog
 
 from vaultline.adapters.bus.broker import JetStreamPublisher, event_headers
+from vaultline.adapters.db import still_open
 from vaultline.events import parse_event
 
 log = structlog.get_logger("vaultline.outbox")
@@ -89,7 +90,7 @@ class OutboxRelay:
         listener: asyncpg.Connection | None = None
         try:
             while not stop.is_set():
-                if listener is None or not _alive(listener):
+                if listener is None or not still_open(listener):
                     listener = await self._listen(listener)
                 # Cleared before the pass: a NOTIFY that arrives during it wakes the next wait.
                 self._wake.clear()
@@ -106,7 +107,7 @@ class OutboxRelay:
                     self._failing = False
                 if n:
                     continue
-                listening = listener is not None and _alive(listener)
+                listening = listener is not None and still_open(listener)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(_first(self._wake.wait(), stop.wait()),
                                            timeout=self._poll_s if listening else min(self._poll_s, RELISTEN_S))  # fmt: skip
@@ -128,7 +129,7 @@ class OutboxRelay:
             await conn.add_listener(CHANNEL, self._on_notify)
             conn.add_termination_listener(self._on_notify)  # lost: wake the loop to listen again
         except Exception as e:
-            if _alive(conn):
+            if still_open(conn):
                 conn.terminate()  # half set up, or dying with PostgreSQL: not back into the pool
             await self._pool.release(conn)  # a no-op once terminated
             return self._cannot_listen(e)
@@ -143,25 +144,19 @@ class OutboxRelay:
     async def _unlisten(self, conn: asyncpg.Connection) -> None:
         """Give the listening connection back to the pool, not listening (the pool's reset does
         not UNLISTEN: adapters/db create_pool)."""
-        if not _alive(conn):
+        if not still_open(conn):
             return  # closed: the pool has taken it back already
         try:
             conn.remove_termination_listener(self._on_notify)
             await conn.remove_listener(CHANNEL, self._on_notify)
         except Exception:
-            conn.terminate()  # maybe still listening: it must not go back into the pool as it is
+            if still_open(conn):
+                conn.terminate()  # maybe still listening: it must not go back into the pool as it is
         finally:
             await self._pool.release(conn)  # a no-op once terminated
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
-
-
-def _alive(conn: asyncpg.Connection) -> bool:
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:  # closed, and the pool took it back with it
-        return False
 
 
 async def _first(*aws: object) -> None:

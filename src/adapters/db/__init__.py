@@ -41,6 +41,15 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     the relay unlistens the same way (tests/integration/test_db_pool.py holds all three)."""
 
 
+def still_open(conn: asyncpg.Connection) -> bool:
+    """False once the connection is closed (a closed pooled connection's proxy is detached and
+    raises on every call, is_closed() included: the pool has taken it back)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 async def create_pool(
     database_url: str, *, min_size: int = 1, max_size: int = 10, schema: str | None = None
 ) -> asyncpg.Pool:

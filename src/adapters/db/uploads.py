@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from vaultline.adapters.db import PostgresUnitOfWork
+from vaultline.adapters.db import PostgresUnitOfWork, still_open
 from vaultline.domain.content import project
 from vaultline.events import Envelope
 from vaultline.handlers.upload import LostRace, UploadState
@@ -83,15 +83,16 @@ class PostgresUploadStore:
             # still hold the lock is unlocked here or terminated, never pooled as it is.
             try:
                 if got is None:
-                    conn.terminate()
+                    if still_open(conn):
+                        conn.terminate()
                 elif got:
                     try:
                         await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", str(content_id), _LOCK_SEED)
-                    except Exception:
-                        conn.terminate()  # the lock ends with the session; the run's own outcome stands
-                    except BaseException:  # cancelled mid-unlock: the same, and the cancellation goes on
-                        conn.terminate()
-                        raise
+                    except BaseException as e:
+                        if still_open(conn):
+                            conn.terminate()  # the lock ends with the session
+                        if not isinstance(e, Exception):
+                            raise  # cancelled mid-unlock: the cancellation goes on; else the run's outcome stands
             finally:
                 await self._pool.release(conn)
 
