@@ -22,15 +22,17 @@ from vaultline.handlers.sends import AttemptRow, ContentForSend, HistoryChanged,
 HISTORY_SQL = """SELECT id, attempt_id, content_id, phash, status, reserved_at, sent_at, message_uuid, price_cents, generation
 FROM send_guard_rows('{}', $1, $2, $3) WHERE kind = 'h'"""
 GUARD_READ_SQL = "SELECT * FROM send_guard_snapshot($1, $2, $3, $4)"
+# Move the fan's version to the next (no row = version 0: insert 1). Every insert of a live send
+# row does this in its own transaction, so a check that read before it cannot reserve against a
+# history without that row.
+BUMP_VERSION_SQL = """
+INSERT INTO send_guard_versions AS g (creator, platform, fan_id, version) VALUES ($1, $2, $3, 1)
+ON CONFLICT (creator, platform, fan_id) DO UPDATE SET version = g.version + 1"""
 # The reservation as one statement (atomic without BEGIN/COMMIT round trips): move the fan's
-# version from the one the guard read to the next (no row = 0: insert 1), and only if that
-# worked the fan, if new, and one `reserved` row per content. The unique index refuses a
-# second live send. $14 = the version read.
-RESERVE_SQL = """
-WITH version AS (
-    INSERT INTO send_guard_versions AS g (creator, platform, fan_id, version) VALUES ($1, $2, $3, 1)
-    ON CONFLICT (creator, platform, fan_id) DO UPDATE SET version = g.version + 1 WHERE g.version = $14::bigint
-    RETURNING version
+# version, only from the one the guard read ($14), and only if that worked the fan, if new, and
+# one `reserved` row per content. The unique index refuses a second live send.
+RESERVE_SQL = f"""
+WITH version AS ({BUMP_VERSION_SQL} WHERE g.version = $14::bigint RETURNING version
 ), fan AS (
     INSERT INTO fans(creator, platform, fan_id) SELECT $1, $2, $3 FROM version ON CONFLICT DO NOTHING
 )
@@ -41,11 +43,6 @@ SELECT r.id, r.attempt_id, r.content_id, $1, $2, $3, r.media_uuid, r.price_cents
 FROM version, unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::integer[], $9::text[], $10::integer[],
                      $11::boolean[], $12::text[], $13::text[])
      AS r(id, attempt_id, content_id, media_uuid, price_cents, text, generation, forced, reason, sent_by)"""
-# Every other insert of a live send row moves the fan's version too, in its own transaction, so
-# a check that read before it cannot reserve against a history without it.
-BUMP_VERSION_SQL = """
-INSERT INTO send_guard_versions AS g (creator, platform, fan_id, version) VALUES ($1, $2, $3, 1)
-ON CONFLICT (creator, platform, fan_id) DO UPDATE SET version = g.version + 1"""
 
 
 def prior(row: asyncpg.Record | tuple) -> PriorSend:
