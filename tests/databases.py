@@ -1,10 +1,15 @@
-"""Test-only helpers: a database of its own per test on a shared PostgreSQL server."""
+"""Test-only helpers: a database of its own per test on a shared PostgreSQL server; what the
+relay's listening looks like from PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncpg
 
 from vaultline.adapters.embedded.postgres import with_database
+
+# Sessions whose last statement was the outbox relay's LISTEN (its connection runs nothing else).
+RELAY_LISTENING = """SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND query LIKE 'LISTEN %vaultline_outbox%'"""
 
 
 async def _on_postgres_db(server_url: str, sql: str) -> None:

@@ -304,7 +304,7 @@ async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, p
     poll (30 s here, longer than this test waits)."""
     import asyncio
 
-    from tests.integration.test_db_pool import LISTENING
+    from tests.databases import RELAY_LISTENING
     from vaultline.adapters.db import create_pool, migrate
     from vaultline.adapters.embedded.postgres import EmbeddedPostgres
 
@@ -322,7 +322,7 @@ async def test_the_relay_listens_again_after_postgresql_restarts(settings, js, p
 
         async def listening() -> bool:
             try:
-                return bool(await pool.fetchval(LISTENING))
+                return bool(await pool.fetchval(RELAY_LISTENING))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return False  # still starting up
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.databases import RELAY_LISTENING
 from tests.waiting import wait_until
 from vaultline.adapters.bus.broker import JetStreamPublisher, make_broker
 from vaultline.adapters.bus.provision import provision
@@ -16,10 +17,6 @@ from vaultline.adapters.outbox import OutboxRelay
 from vaultline.events import new_event
 
 pytestmark = pytest.mark.integration
-
-# A session whose last statement was the relay's LISTEN (its connection runs nothing else).
-LISTENING = """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND query LIKE 'LISTEN %vaultline_outbox%'"""
 
 
 async def on_every_connection(pool, sql: str) -> list:
@@ -60,7 +57,7 @@ async def test_the_relay_stops_listening_before_its_connection_goes_back(setting
     stop = asyncio.Event()
     relay = asyncio.ensure_future(OutboxRelay(pool, JetStreamPublisher(broker), poll_s=30).run(stop))
     try:
-        await wait_until(lambda: pool.fetchval(LISTENING), what="the relay listening")
+        await wait_until(lambda: pool.fetchval(RELAY_LISTENING), what="the relay listening")
         event = new_event("image.approved", creator="elena", key=uuid.uuid4(), payload={"vault": "feed"})
         await pool.execute("INSERT INTO outbox(event_id, subject, body) VALUES ($1, $2, $3)",
                            event.event_id, event.subject, event.to_json())  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -236,42 +237,28 @@ async def test_a_send_whose_reservation_lost_the_race_checks_again_and_is_refuse
     """Through the use case: another sender reserves a near-copy for the fan between this
     send's check and its reservation; the send checks again and is refused naming it."""
     first, copy = await uploaded(pool, phash=PHASH), await uploaded(pool, phash=near(PHASH, 3))
-    real = PostgresSendStore(pool)
 
-    class RacedStore:
-        """The real store; the first check is overtaken by another sender's reservation."""
+    class RacedStore(PostgresSendStore):
+        """The real store; its first check is overtaken by another sender's reservation."""
 
-        def __init__(self) -> None:
-            self.checks = 0
+        checks = 0
 
-        def __getattr__(self, name):
-            return getattr(real, name)
+        @asynccontextmanager
+        async def for_fan(self, *key):
+            async with super().for_fan(*key) as tx:
+                self.checks += 1
+                if self.checks == 1:  # the rival reserves after this check's read, before its reservation
+                    reserve = tx.reserve
 
-        def for_fan(self, *key):
-            outer = self
+                    async def overtaken(rows):
+                        async with PostgresSendStore(pool).for_fan(*key) as rival:
+                            await rival.reserve([new_send(first)])
+                        await reserve(rows)
 
-            class Overtaken:
-                async def __aenter__(self):
-                    self.cm = real.for_fan(*key)
-                    tx = await self.cm.__aenter__()
-                    outer.checks += 1
-                    if outer.checks == 1:
-                        reserve = tx.reserve
+                    tx.reserve = overtaken
+                yield tx
 
-                        async def overtaken(rows):
-                            async with real.for_fan(*key) as rival:
-                                await rival.reserve([new_send(first)])
-                            await reserve(rows)
-
-                        tx.reserve = overtaken
-                    return tx
-
-                async def __aexit__(self, *exc):
-                    return await self.cm.__aexit__(*exc)
-
-            return Overtaken()
-
-    store = RacedStore()
+    store = RacedStore(pool)
     with pytest.raises(Conflict, match=f"{first}"):
         await sends.send(req(copy), store=store, platform=LocalPlatform(tmp_path / "m"))
     assert store.checks == 2
